@@ -1,0 +1,1 @@
+"""express_relay package."""
