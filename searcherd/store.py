@@ -1,0 +1,483 @@
+"""The durable state table: every bid, every status change, Fusion+ orders and secrets.
+
+SQLite in WAL mode, one connection used from trio's worker threads one call at a time
+(`CapacityLimiter(1)`). Writers never wait on disk: `add_bid`, `add_status` and friends append a
+statement to an in-memory queue and return; the `run` task commits the queue in small batches
+(every `commit_interval`, or sooner when `batch_max` statements wait). A crash loses at most the
+last batch window, which the venues' reconcilers recover from the venue after a restart.
+
+Amounts are stored as decimal TEXT: SQLite integers stop at 2**63 and token amounts do not.
+Times are Unix seconds (float), so rows mean the same after a restart.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import attrs
+import orjson
+import structlog
+import trio
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+__all__ = ["SCHEMA_VERSION", "BidRecord", "StateStore", "StoreError", "open_database"]
+
+_log = structlog.get_logger(__name__)
+_T = TypeVar("_T")
+
+# Each entry migrates the schema from version i to i + 1. Never edit a shipped entry: add one.
+_MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE bids (
+        local_id       TEXT PRIMARY KEY,
+        venue          TEXT NOT NULL,
+        chain_id       TEXT NOT NULL,
+        strategy       TEXT NOT NULL,
+        opportunity_id TEXT,
+        server_bid_id  TEXT,
+        amount         TEXT NOT NULL,
+        status         TEXT NOT NULL,
+        result         TEXT,
+        reason         TEXT,
+        created_at     REAL NOT NULL,
+        updated_at     REAL NOT NULL,
+        detail         TEXT
+    );
+    CREATE INDEX bids_status ON bids (status);
+    CREATE INDEX bids_strategy ON bids (strategy);
+    CREATE UNIQUE INDEX bids_server_bid_id ON bids (venue, server_bid_id);
+    CREATE TABLE bid_status_history (
+        id       INTEGER PRIMARY KEY,
+        local_id TEXT NOT NULL REFERENCES bids (local_id),
+        status   TEXT NOT NULL,
+        result   TEXT,
+        reason   TEXT,
+        source   TEXT NOT NULL,
+        applied  INTEGER NOT NULL,
+        at       REAL NOT NULL
+    );
+    CREATE INDEX bid_status_history_bid ON bid_status_history (local_id);
+    CREATE TABLE orders (
+        order_hash             TEXT PRIMARY KEY,
+        src_chain_id           INTEGER,
+        dst_chain_id           INTEGER,
+        maker                  TEXT,
+        making_amount          TEXT,
+        taking_amount          TEXT,
+        remaining_maker_amount TEXT,
+        status                 TEXT NOT NULL,
+        ours                   INTEGER NOT NULL DEFAULT 0,
+        deadline               REAL,
+        created_at             REAL NOT NULL,
+        updated_at             REAL NOT NULL,
+        detail                 TEXT
+    );
+    CREATE INDEX orders_status ON orders (status);
+    CREATE TABLE order_events (
+        id         INTEGER PRIMARY KEY,
+        order_hash TEXT NOT NULL,
+        event      TEXT NOT NULL,
+        at         REAL NOT NULL,
+        detail     TEXT
+    );
+    CREATE INDEX order_events_order ON order_events (order_hash);
+    CREATE TABLE secrets (
+        order_hash     TEXT NOT NULL,
+        idx            INTEGER NOT NULL,
+        secret         TEXT NOT NULL,
+        src_immutables TEXT,
+        dst_immutables TEXT,
+        at             REAL NOT NULL,
+        PRIMARY KEY (order_hash, idx)
+    );
+    CREATE TABLE fill_intents (
+        id         INTEGER PRIMARY KEY,
+        order_hash TEXT NOT NULL,
+        strategy   TEXT NOT NULL,
+        amount     TEXT NOT NULL,
+        at         REAL NOT NULL,
+        detail     TEXT
+    );
+    """,
+)
+SCHEMA_VERSION = len(_MIGRATIONS)
+
+
+class StoreError(Exception):
+    """The state database cannot be opened or written; the message says which file and why."""
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else orjson.dumps(value, default=str).decode()
+
+
+def open_database(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    """Open (and for writers, create and migrate) the state database.
+
+    Raises `StoreError` with the path and the reason: a missing folder that cannot be created, a
+    read-only location, a file that is not a database, or one written by a newer searcherd.
+    """
+    try:
+        if readonly:
+            if not path.exists():
+                raise StoreError(f"{path}: no state database here (has the daemon run yet?)")
+            conn = sqlite3.connect(
+                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
+            )
+            conn.execute("PRAGMA busy_timeout=5000")
+            _check_version(conn, path)
+            return conn
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=5000",
+            "foreign_keys=ON",
+        ):
+            conn.execute(f"PRAGMA {pragma}")
+        _migrate(conn, path)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the state database: {exc}") from None
+    except OSError as exc:
+        raise StoreError(f"{path}: cannot create the state folder: {exc.strerror}") from None
+    return conn
+
+
+def _check_version(conn: sqlite3.Connection, path: Path) -> int:
+    (version,) = conn.execute("PRAGMA user_version").fetchone()
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            f"{path}: schema version {version} is newer than this searcherd knows "
+            f"({SCHEMA_VERSION}); upgrade searcherd"
+        )
+    return int(version)
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    version = _check_version(conn, path)
+    for target, script in enumerate(_MIGRATIONS[version:], start=version + 1):
+        # One transaction per step: a crash mid-migration leaves the previous version intact.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in script.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(f"PRAGMA user_version={target}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        _log.info("state_migrated", path=str(path), version=target)
+
+
+@attrs.frozen
+class BidRecord:
+    """One bid as first recorded: who made it, for what, and for how much."""
+
+    local_id: str
+    venue: str
+    chain_id: str
+    strategy: str
+    opportunity_id: str | None
+    amount: int
+    status: str
+    created_at: float
+    server_bid_id: str | None = None
+    detail: dict[str, Any] | None = None
+
+
+_Statement = tuple[str, tuple[Any, ...]]
+
+
+class StateStore:
+    """Queue-fed SQLite writer; see the module docstring for the durability contract."""
+
+    def __init__(self, path: Path, *, commit_interval: float = 0.05, batch_max: int = 1000) -> None:
+        self.path = path
+        self._commit_interval = commit_interval
+        self._batch_max = batch_max
+        self._pending: list[_Statement] = []
+        self._wake = trio.Event()
+        self._committed_seq = 0  # statements committed so far
+        self._enqueued_seq = 0  # statements enqueued so far
+        self._progress = trio.Event()
+        self._limiter = trio.CapacityLimiter(1)
+        self._conn: sqlite3.Connection | None = None
+        self.commits = 0
+        self.last_error: str | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Open the database, report started, then commit batches until cancelled.
+
+        On cancellation the queue is flushed under a shield: a SIGTERM must not lose rows the
+        hot path already handed over.
+        """
+        self._conn = await trio.to_thread.run_sync(open_database, self.path)
+        task_status.started()
+        try:
+            while True:
+                await self._wake.wait()
+                # Let a batch gather, unless it is already big: fewer, larger transactions.
+                if len(self._pending) < self._batch_max:
+                    with trio.move_on_after(self._commit_interval):
+                        while len(self._pending) < self._batch_max:
+                            self._wake = trio.Event()
+                            await self._wake.wait()
+                await self._commit_pending()
+        finally:
+            with trio.CancelScope(shield=True):
+                await self._commit_pending()
+                conn, self._conn = self._conn, None
+                await trio.to_thread.run_sync(conn.close, limiter=self._limiter)
+
+    async def _commit_pending(self) -> None:
+        # Swap the queue before the thread hop: writers keep appending to the new list while
+        # this batch commits.
+        batch, self._pending = self._pending, []
+        self._wake = trio.Event()
+        if not batch or self._conn is None:
+            return
+        conn = self._conn
+        try:
+            skipped = await trio.to_thread.run_sync(
+                _write_batch, conn, batch, limiter=self._limiter
+            )
+        except sqlite3.Error as exc:
+            # Keep the rows and retry on the next wake-up: losing them would break the
+            # never-lose-a-bid promise, and a full disk may clear.
+            self._pending[:0] = batch
+            self.last_error = f"{type(exc).__name__}: {exc}"
+            _log.error(
+                "state_commit_failed",
+                path=str(self.path),
+                error=self.last_error,
+                pending=len(self._pending),
+            )
+            await trio.sleep(1.0)
+            self._wake.set()
+            return
+        for error in skipped:
+            _log.error("state_row_rejected", path=str(self.path), error=error)
+        self.commits += 1
+        self._committed_seq += len(batch)
+        self._progress.set()
+        self._progress = trio.Event()
+
+    async def flush(self) -> None:
+        """Wait until everything enqueued before this call is committed."""
+        target = self._enqueued_seq
+        while self._committed_seq < target:
+            self._wake.set()
+            await self._progress.wait()
+
+    async def query(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        """Run a read function on the store's connection, off the trio thread."""
+        if self._conn is None:
+            raise StoreError(f"{self.path}: the store is not running")
+        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
+
+    @property
+    def pending(self) -> int:
+        """Statements waiting for the next commit."""
+        return len(self._pending)
+
+    def _enqueue(self, sql: str, params: tuple[Any, ...]) -> None:
+        self._pending.append((sql, params))
+        self._enqueued_seq += 1
+        self._wake.set()
+
+    # -- writers: each appends to the queue and returns at once ---------------------------------
+
+    def add_bid(self, bid: BidRecord) -> None:
+        """Record a new bid (before it is sent, so a crash mid-send still leaves its row)."""
+        self._enqueue(
+            "INSERT INTO bids (local_id, venue, chain_id, strategy, opportunity_id, server_bid_id,"
+            " amount, status, created_at, updated_at, detail)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                bid.local_id,
+                bid.venue,
+                bid.chain_id,
+                bid.strategy,
+                bid.opportunity_id,
+                bid.server_bid_id,
+                str(bid.amount),
+                bid.status,
+                bid.created_at,
+                bid.created_at,
+                _json(bid.detail),
+            ),
+        )
+        self._enqueue(
+            "INSERT INTO bid_status_history (local_id, status, source, applied, at)"
+            " VALUES (?, ?, 'local', 1, ?)",
+            (bid.local_id, bid.status, bid.created_at),
+        )
+
+    def set_server_bid_id(self, local_id: str, server_bid_id: str, at: float) -> None:
+        """Attach the venue's id to a bid once the venue accepted it."""
+        self._enqueue(
+            "UPDATE bids SET server_bid_id = ?, updated_at = ? WHERE local_id = ?",
+            (server_bid_id, at, local_id),
+        )
+
+    def add_status(
+        self,
+        local_id: str,
+        status: str,
+        *,
+        at: float,
+        source: str,
+        applied: bool = True,
+        result: str | None = None,
+        reason: str | None = None,
+    ) -> None:
+        """Record a status transition; `applied=False` keeps an anomaly without applying it.
+
+        `source` says where the status came from: `ws`, `http` (reconciliation), or `local`
+        (the daemon's own decision: sent, rejected, timed out, dry run, blocked).
+        """
+        self._enqueue(
+            "INSERT INTO bid_status_history (local_id, status, result, reason, source, applied, at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (local_id, status, result, reason, source, int(applied), at),
+        )
+        if applied:
+            self._enqueue(
+                "UPDATE bids SET status = ?, result = coalesce(?, result),"
+                " reason = coalesce(?, reason), updated_at = ? WHERE local_id = ?",
+                (status, result, reason, at, local_id),
+            )
+
+    def upsert_order(
+        self,
+        order_hash: str,
+        *,
+        status: str,
+        at: float,
+        src_chain_id: int | None = None,
+        dst_chain_id: int | None = None,
+        maker: str | None = None,
+        making_amount: int | None = None,
+        taking_amount: int | None = None,
+        remaining_maker_amount: int | None = None,
+        ours: bool | None = None,
+        deadline: float | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Insert a Fusion+ order or update the fields given (None leaves a field as it was)."""
+
+        def text(value: int | None) -> str | None:
+            return None if value is None else str(value)
+
+        self._enqueue(
+            "INSERT INTO orders (order_hash, src_chain_id, dst_chain_id, maker, making_amount,"
+            " taking_amount, remaining_maker_amount, status, ours, deadline, created_at,"
+            " updated_at, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, coalesce(?, 0), ?, ?, ?, ?)"
+            " ON CONFLICT (order_hash) DO UPDATE SET"
+            " src_chain_id = coalesce(excluded.src_chain_id, src_chain_id),"
+            " dst_chain_id = coalesce(excluded.dst_chain_id, dst_chain_id),"
+            " maker = coalesce(excluded.maker, maker),"
+            " making_amount = coalesce(excluded.making_amount, making_amount),"
+            " taking_amount = coalesce(excluded.taking_amount, taking_amount),"
+            " remaining_maker_amount = coalesce(excluded.remaining_maker_amount,"
+            " remaining_maker_amount),"
+            " status = excluded.status, ours = coalesce(?, ours),"
+            " deadline = coalesce(excluded.deadline, deadline),"
+            " updated_at = excluded.updated_at, detail = coalesce(excluded.detail, detail)",
+            (
+                order_hash,
+                src_chain_id,
+                dst_chain_id,
+                maker,
+                text(making_amount),
+                text(taking_amount),
+                text(remaining_maker_amount),
+                status,
+                None if ours is None else int(ours),
+                deadline,
+                at,
+                at,
+                _json(detail),
+                None if ours is None else int(ours),
+            ),
+        )
+
+    def add_order_event(
+        self, order_hash: str, event: str, *, at: float, detail: dict[str, Any] | None = None
+    ) -> None:
+        """Record one Fusion+ event for an order, as it arrived."""
+        self._enqueue(
+            "INSERT INTO order_events (order_hash, event, at, detail) VALUES (?, ?, ?, ?)",
+            (order_hash, event, at, _json(detail)),
+        )
+
+    def add_secret(
+        self,
+        order_hash: str,
+        idx: int,
+        secret: str,
+        *,
+        at: float,
+        src_immutables: dict[str, Any] | None = None,
+        dst_immutables: dict[str, Any] | None = None,
+    ) -> None:
+        """Record a shared secret; the same (order, index) twice keeps the first."""
+        self._enqueue(
+            "INSERT OR IGNORE INTO secrets (order_hash, idx, secret, src_immutables,"
+            " dst_immutables, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (order_hash, idx, secret, _json(src_immutables), _json(dst_immutables), at),
+        )
+
+    def add_fill_intent(
+        self,
+        order_hash: str,
+        strategy: str,
+        amount: int,
+        *,
+        at: float,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
+        """Record what a strategy decided to fill, before the executor acts on it."""
+        self._enqueue(
+            "INSERT INTO fill_intents (order_hash, strategy, amount, at, detail)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (order_hash, strategy, str(amount), at, _json(detail)),
+        )
+
+
+def _write_batch(conn: sqlite3.Connection, batch: list[_Statement]) -> list[str]:
+    """Commit a batch in one transaction; return the errors of statements that were skipped.
+
+    A statement the database refuses on its own merits (a constraint, a bad value) must not
+    block every row queued behind it forever: such a statement is skipped and reported, and the
+    rest commit. Errors of the database itself (disk full, I/O) roll the batch back and raise,
+    so the caller keeps it and retries.
+    """
+    skipped: list[str] = []
+    conn.execute("BEGIN")
+    try:
+        for sql, params in batch:
+            conn.execute("SAVEPOINT row")
+            try:
+                conn.execute(sql, params)
+            except (
+                sqlite3.IntegrityError,
+                sqlite3.InterfaceError,
+                sqlite3.ProgrammingError,
+            ) as exc:
+                conn.execute("ROLLBACK TO row")
+                skipped.append(f"{exc}: {sql.split(' (')[0]}")
+            conn.execute("RELEASE row")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return skipped
