@@ -72,7 +72,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the daemon until SIGTERM/SIGINT."""
-    from searcherd.app import Daemon, RunOptions  # noqa: PLC0415 - keep other commands light
+    from searcherd.app import Daemon, RunOptions
 
     config = _load(Path(args.config))
     if config is None:
@@ -111,8 +111,20 @@ def cmd_bids(args: argparse.Namespace) -> int:
     except StoreError as exc:
         _print_error(str(exc))
         return EXIT_PROBLEM
-    _emit(rows, args.json, ("local_id", "venue", "chain_id", "strategy", "amount", "status",
-                            "server_bid_id", "reason"))
+    _emit(
+        rows,
+        args.json,
+        (
+            "local_id",
+            "venue",
+            "chain_id",
+            "strategy",
+            "amount",
+            "status",
+            "server_bid_id",
+            "reason",
+        ),
+    )
     return EXIT_OK
 
 
@@ -126,8 +138,11 @@ def cmd_orders(args: argparse.Namespace) -> int:
     except StoreError as exc:
         _print_error(str(exc))
         return EXIT_PROBLEM
-    _emit(rows, args.json, ("order_hash", "src_chain_id", "dst_chain_id", "status", "ours",
-                            "remaining_maker_amount"))
+    _emit(
+        rows,
+        args.json,
+        ("order_hash", "src_chain_id", "dst_chain_id", "status", "ours", "remaining_maker_amount"),
+    )
     return EXIT_OK
 
 
@@ -136,25 +151,35 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"searcherd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    def command(name: str, func: Callable[[argparse.Namespace], int], help_: str,
-                *, config: bool = True) -> argparse.ArgumentParser:
+    def command(
+        name: str, func: Callable[[argparse.Namespace], int], help_: str, *, config: bool = True
+    ) -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=help_, description=help_)
         if config:
-            p.add_argument("-c", "--config", default="searcher.toml",
-                           help="config file (default: ./searcher.toml)")
+            p.add_argument(
+                "-c",
+                "--config",
+                default="searcher.toml",
+                help="config file (default: ./searcher.toml)",
+            )
         p.set_defaults(func=func)
         return p
 
     p = command("run", cmd_run, "run the daemon")
     p.add_argument("--dry-run", action="store_true", help="build and record bids, never send")
-    p.add_argument("--simulate", action="store_true",
-                   help="start the bundled venue simulators on loopback and use them")
+    p.add_argument(
+        "--simulate",
+        action="store_true",
+        help="start the bundled venue simulators on loopback and use them",
+    )
     command("check", cmd_check, "validate the config and load every strategy")
     p = command("init", cmd_init, "write a commented default config", config=False)
     p.add_argument("path", nargs="?", default="searcher.toml")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
-    for name, func, help_ in (("bids", cmd_bids, "list bids from the state table"),
-                              ("orders", cmd_orders, "list Fusion+ orders from the state table")):
+    for name, func, help_ in (
+        ("bids", cmd_bids, "list bids from the state table"),
+        ("orders", cmd_orders, "list Fusion+ orders from the state table"),
+    ):
         p = command(name, func, help_)
         p.add_argument("--status", help="only this status")
         if name == "bids":

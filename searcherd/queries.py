@@ -47,7 +47,7 @@ def list_bids(
     try:
         return _rows(
             conn,
-            f"SELECT * FROM bids {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",  # noqa: S608
+            f"SELECT * FROM bids {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
             (*params, limit),
         )
     finally:
@@ -65,16 +65,14 @@ def bid_history(path: Path, local_id: str) -> list[dict[str, Any]]:
         conn.close()
 
 
-def list_orders(
-    path: Path, *, status: str | None = None, limit: int = 100
-) -> list[dict[str, Any]]:
+def list_orders(path: Path, *, status: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
     """Fusion+ orders, most recently updated first."""
     clause, params = ("WHERE status = ?", (status,)) if status else ("", ())
     conn = open_database(path, readonly=True)
     try:
         return _rows(
             conn,
-            f"SELECT * FROM orders {clause} ORDER BY updated_at DESC LIMIT ?",  # noqa: S608
+            f"SELECT * FROM orders {clause} ORDER BY updated_at DESC LIMIT ?",
             (*params, limit),
         )
     finally:
@@ -85,8 +83,6 @@ def list_secrets(path: Path, order_hash: str) -> list[dict[str, Any]]:
     """The secrets shared for one order, by index."""
     conn = open_database(path, readonly=True)
     try:
-        return _rows(
-            conn, "SELECT * FROM secrets WHERE order_hash = ? ORDER BY idx", (order_hash,)
-        )
+        return _rows(conn, "SELECT * FROM secrets WHERE order_hash = ? ORDER BY idx", (order_hash,))
     finally:
         conn.close()
