@@ -28,14 +28,23 @@ from __future__ import annotations
 
 from typing import Final
 
-import attrs
-
 from searcherd.fusion_plus._abi import (
     ByteReader,
     ByteWriter,
     PackedDataError,
     hex_to_bytes,
     keccak256,
+)
+from searcherd.fusion_plus._ext_model import (
+    ZERO_ADDRESS,
+    AuctionDetails,
+    AuctionPoint,
+    Fees,
+    LegacyFees,
+    OrderExtension,
+    Whitelist,
+    WhitelistEntry,
+    address_half,
 )
 from searcherd.fusion_plus._timelocks import Timelocks, TimelockStage
 
@@ -58,7 +67,6 @@ __all__ = [
     "salt_matches_extension",
 ]
 
-ZERO_ADDRESS: Final = "0x" + "00" * 20
 _TAIL_LEN: Final = 160
 _U160: Final = (1 << 160) - 1
 _U128: Final = (1 << 128) - 1
@@ -72,172 +80,14 @@ class ExtensionDecodeError(ValueError):
     """The extension hex is not a Fusion+ extension we can read; the message says why."""
 
 
-def address_half(address: str) -> str:
-    """The last 10 bytes of an address as 20 lowercase hex chars: how whitelists name resolvers."""
-    digits = address.lower().removeprefix("0x")
-    if len(digits) < 20 or any(c not in "0123456789abcdef" for c in digits):
-        raise ValueError(f"not an address: {address!r}")
-    return digits[-20:]
-
-
-@attrs.frozen
-class AuctionPoint:
-    """One auction curve point: reach `coefficient` (rate bump) `delay` s after the previous."""
-
-    coefficient: int
-    delay: int
-
-
-@attrs.frozen(kw_only=True)
-class AuctionDetails:
-    """The Dutch auction: unix-second start, duration, initial bump and curve points.
-
-    Rate bumps are in units of 1e7 = 100%. `gas_bump_estimate` / `gas_price_estimate` (1000 =
-    1 gwei) let the contract lower the bump when the block base fee is high.
-    """
-
-    start_time: int
-    duration: int
-    initial_rate_bump: int
-    points: tuple[AuctionPoint, ...] = ()
-    gas_bump_estimate: int = 0
-    gas_price_estimate: int = 0
-
-    @property
-    def end_time(self) -> int:
-        """Unix second at which the bump reaches zero."""
-        return self.start_time + self.duration
-
-
-@attrs.frozen
-class WhitelistEntry:
-    """A whitelisted resolver (last 10 bytes of its address) and its delay after the previous."""
-
-    address_half: str
-    delay: int
-
-
-@attrs.frozen(kw_only=True)
-class Whitelist:
-    """Who may fill and from when: entry *k* may fill from `resolving_start_time` + delays 0..k."""
-
-    resolving_start_time: int
-    entries: tuple[WhitelistEntry, ...] = ()
-
-    def allow_from(self, address: str) -> int | None:
-        """The unix second from which `address` may fill, or None if it is not whitelisted."""
-        half = address_half(address)
-        allowed = self.resolving_start_time
-        for entry in self.entries:
-            allowed += entry.delay
-            if entry.address_half == half:
-                return allowed
-        return None
-
-    def is_whitelisted(self, address: str) -> bool:
-        """Whether the address's last 10 bytes appear in the whitelist."""
-        half = address_half(address)
-        return any(e.address_half == half for e in self.entries)
-
-    def can_execute_at(self, address: str, t: int) -> bool:
-        """Whether `address` may fill at unix second `t`, walking the list as the contract does."""
-        half = address_half(address)
-        allowed = self.resolving_start_time
-        for entry in self.entries:
-            allowed += entry.delay
-            if entry.address_half == half:
-                return t >= allowed
-            if t < allowed:
-                return False
-        return False
-
-
-@attrs.frozen(kw_only=True)
-class Fees:
-    """v1.2 fee bytes (identical in amount data and post-interaction) and recipients.
-
-    `integrator_fee` and `resolver_fee` are in 1e5 units, `integrator_share` and
-    `whitelist_discount_numerator` in 1e2 units; a numerator of 100 means no discount (what
-    fee-less orders carry).
-    """
-
-    integrator_fee: int = 0
-    integrator_share: int = 0
-    resolver_fee: int = 0
-    whitelist_discount_numerator: int = 100
-    integrator_fee_recipient: str = ZERO_ADDRESS
-    protocol_fee_recipient: str = ZERO_ADDRESS
-
-
-@attrs.frozen(kw_only=True)
-class LegacyFees:
-    """v1.1 optional post-interaction fee blocks; None means the block (flag bit) is absent."""
-
-    bank_fee: int | None = None
-    integrator_fee_ratio: int | None = None
-    integrator_fee_receiver: str | None = None
-    custom_receiver: str | None = None
-
-
-def _default_amount_whitelist(ext: OrderExtension) -> tuple[str, ...]:
-    if ext.version == "1.2":
-        return tuple(e.address_half for e in ext.whitelist.entries)
-    return ()
-
-
-@attrs.frozen(kw_only=True)
-class OrderExtension:
-    """A decoded Fusion+ extension; also the parameters `encode_extension` builds one from.
-
-    `dst_token` is the raw uint256 (an EVM address right-aligned, or a 32-byte Solana key);
-    `dst_token_address` formats it. `hashlock` is `0x` + 64 hex: the secret hash for single-fill
-    orders, or for multi-fill orders a merkle root whose top 16 bits are `parts_count`.
-    `amount_whitelist` is the v1.2 amount-getter list of address halves (normally the
-    post-interaction whitelist's halves; empty for v1.1). The LOP fields Fusion+ does not use
-    are kept as raw bytes so encoding reproduces the input exactly.
-    """
-
-    version: str = "1.2"
-    factory: str
-    auction: AuctionDetails
-    whitelist: Whitelist
-    amount_whitelist: tuple[str, ...] = attrs.field(
-        default=attrs.Factory(_default_amount_whitelist, takes_self=True)
-    )
-    fees: Fees = Fees()
-    legacy_fees: LegacyFees = LegacyFees()
-    hashlock: str
-    dst_chain_id: int
-    dst_token: int
-    src_safety_deposit: int
-    dst_safety_deposit: int
-    timelocks: Timelocks
-    maker_asset_suffix: bytes = b""
-    taker_asset_suffix: bytes = b""
-    predicate: bytes = b""
-    maker_permit: bytes = b""
-    pre_interaction: bytes = b""
-    custom_data: bytes = b""
-
-    @property
-    def parts_count(self) -> int:
-        """Top 16 bits of the hashlock: number of secrets - 1 for multi-fill orders."""
-        return int(self.hashlock, 16) >> 240
-
-    @property
-    def dst_token_address(self) -> str:
-        """`dst_token` as `0x` + 40 hex when it fits an EVM address, else `0x` + 64 hex."""
-        if self.dst_token <= _U160:
-            return f"0x{self.dst_token:040x}"
-        return f"0x{self.dst_token:064x}"
-
-
 # ---------------------------------------------------------------- decoding
 
 
 def _split_fields(data: bytes) -> tuple[list[bytes], bytes]:
     if len(data) < 32:
-        raise ExtensionDecodeError(f"extension is {len(data)} bytes, shorter than its 32-byte header")
+        raise ExtensionDecodeError(
+            f"extension is {len(data)} bytes, shorter than its 32-byte header"
+        )
     word = int.from_bytes(data[:32], "big")
     body = data[32:]
     fields: list[bytes] = []
@@ -287,7 +137,9 @@ def _read_whitelist_entries(r: ByteReader, count: int) -> tuple[WhitelistEntry, 
     )
 
 
-def _auction(header: tuple[int, int, int, int, int], pts: tuple[AuctionPoint, ...]) -> AuctionDetails:
+def _auction(
+    header: tuple[int, int, int, int, int], pts: tuple[AuctionPoint, ...]
+) -> AuctionDetails:
     gas_bump, gas_price, start, duration, bump = header
     return AuctionDetails(
         start_time=start,
@@ -462,7 +314,9 @@ def _write_auction(w: ByteWriter, a: AuctionDetails, *, with_count: bool) -> Non
     if with_count:
         w.uint(len(a.points), 1, "points count")
     for i, pt in enumerate(a.points):
-        w.uint(pt.coefficient, 3, f"points[{i}].coefficient").uint(pt.delay, 2, f"points[{i}].delay")
+        w.uint(pt.coefficient, 3, f"points[{i}].coefficient").uint(
+            pt.delay, 2, f"points[{i}].delay"
+        )
 
 
 def _write_fee_bytes(w: ByteWriter, f: Fees) -> None:
@@ -491,7 +345,11 @@ def _amount_and_post_head(ext: OrderExtension) -> tuple[bytes, bytes]:
         _write_fee_bytes(amount, ext.fees)
         amount.uint(len(ext.amount_whitelist), 1, "amount whitelist count")
         for i, half in enumerate(ext.amount_whitelist):
-            amount.raw(hex_to_bytes(half, what=f"amount_whitelist[{i}]"), 10, field=f"amount_whitelist[{i}]")
+            amount.raw(
+                hex_to_bytes(half, what=f"amount_whitelist[{i}]"),
+                10,
+                field=f"amount_whitelist[{i}]",
+            )
         post.address(ext.fees.integrator_fee_recipient, "integrator_fee_recipient")
         post.address(ext.fees.protocol_fee_recipient, "protocol_fee_recipient")
         _write_fee_bytes(post, ext.fees)
