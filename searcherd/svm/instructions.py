@@ -9,11 +9,10 @@ simulator) to read what a transaction really says.
 from __future__ import annotations
 
 import struct
-from typing import Final, Literal
+from typing import TYPE_CHECKING, Final, Literal
 
 import attrs
 from solders.instruction import AccountMeta, Instruction
-from solders.pubkey import Pubkey
 
 from searcherd.svm.programs import (
     ASSOCIATED_TOKEN_PROGRAM_ID,
@@ -26,6 +25,9 @@ from searcherd.svm.programs import (
     config_router_pda,
     metadata_pda,
 )
+
+if TYPE_CHECKING:
+    from solders.pubkey import Pubkey
 
 __all__ = [
     "SUBMIT_BID_DISCRIMINATOR",
@@ -277,7 +279,9 @@ def create_ata_idempotent_instruction(
     return Instruction(ASSOCIATED_TOKEN_PROGRAM_ID, bytes([_ATA_CREATE_IDEMPOTENT]), accounts)
 
 
-def system_transfer_instruction(*, source: Pubkey, destination: Pubkey, lamports: int) -> Instruction:
+def system_transfer_instruction(
+    *, source: Pubkey, destination: Pubkey, lamports: int
+) -> Instruction:
     """System program `Transfer` of `lamports` from `source` (a signer) to `destination`."""
     data = _SYSTEM_TRANSFER.to_bytes(4, "little") + _u64("lamports", lamports)
     return Instruction(

@@ -76,7 +76,7 @@ class SearcherKey:
 
     __str__ = __repr__
 
-    def __reduce__(self) -> object:
+    def __reduce__(self) -> str | tuple[object, ...]:
         # Pickling would write the secret somewhere; nothing in the daemon needs it.
         raise TypeError("SearcherKey cannot be pickled")
 
@@ -106,9 +106,22 @@ def _check_file_mode(ref_text: str, environ: Mapping[str, str] | None) -> None:
         )
 
 
-def _parse_key(secret: Secret) -> Keypair:
-    text = secret.reveal()
-    where = f"{secret.ref}"
+_B58_ALPHABET = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+_B58_INDEX = {c: i for i, c in enumerate(_B58_ALPHABET)}
+
+
+def _b58decode(text: str) -> bytes | None:
+    number = 0
+    for char in text:
+        digit = _B58_INDEX.get(char)
+        if digit is None:
+            return None
+        number = number * 58 + digit
+    body = number.to_bytes((number.bit_length() + 7) // 8, "big")
+    return bytes(len(text) - len(text.lstrip("1"))) + body
+
+
+def _key_bytes(text: str, where: str) -> bytes:
     if text.startswith("["):
         try:
             values = orjson.loads(text)
@@ -120,20 +133,21 @@ def _parse_key(secret: Secret) -> Keypair:
             or not all(isinstance(v, int) and 0 <= v <= 255 for v in values)
         ):
             raise KeyLoadError(f"{where}: expected a JSON array of 64 integers 0..255")
-        raw = bytes(values)
-        try:
-            return Keypair.from_bytes(raw)
-        except ValueError:
-            # solders' message may quote the input; ours never does.
-            raise KeyLoadError(f"{where}: the public half does not match the secret half") from None
-    try:
-        keypair = Keypair.from_base58_string(text)
-    except BaseException as exc:  # solders raises a pyo3 PanicException on bad base58
-        if isinstance(exc, KeyboardInterrupt | SystemExit):
-            raise
-        raise KeyLoadError(
-            f"{where}: not a base58 64-byte keypair nor a JSON array of 64 integers"
-        ) from None
+        return bytes(values)
+    raw = _b58decode(text)
+    if raw is None or len(raw) != 64:
+        raise KeyLoadError(f"{where}: not a base58 64-byte keypair nor a JSON array of 64 integers")
+    return raw
+
+
+def _parse_key(secret: Secret) -> Keypair:
+    where = str(secret.ref)
+    raw = _key_bytes(secret.reveal(), where)
+    # Re-derive the public half from the secret half: a pair of mismatched halves would sign as
+    # one address while claiming another.
+    keypair = Keypair.from_seed(raw[:32])
+    if bytes(keypair.pubkey()) != raw[32:]:
+        raise KeyLoadError(f"{where}: the public half does not match the secret half")
     return keypair
 
 

@@ -18,8 +18,8 @@ from solders.pubkey import Pubkey
 from searcherd.svm.instructions import (
     close_account_instruction,
     create_ata_idempotent_instruction,
-    system_transfer_instruction,
     sync_native_instruction,
+    system_transfer_instruction,
 )
 from searcherd.svm.programs import (
     LIMO_PROGRAM_ID,
@@ -122,8 +122,27 @@ def decode_order(data: bytes) -> LimoOrder:
     if data[:8] != ORDER_DISCRIMINATOR:
         raise OrderDecodeError("not a Limo Order account (discriminator mismatch)")
     f = _ORDER_BODY.unpack_from(data, 8)
-    keys = [Pubkey.from_bytes(k) for k in f[:6]]
-    return LimoOrder(*keys, *f[6:16], f[17], f[18])
+    return LimoOrder(
+        global_config=Pubkey.from_bytes(f[0]),
+        maker=Pubkey.from_bytes(f[1]),
+        input_mint=Pubkey.from_bytes(f[2]),
+        input_mint_program_id=Pubkey.from_bytes(f[3]),
+        output_mint=Pubkey.from_bytes(f[4]),
+        output_mint_program_id=Pubkey.from_bytes(f[5]),
+        initial_input_amount=f[6],
+        expected_output_amount=f[7],
+        remaining_input_amount=f[8],
+        filled_output_amount=f[9],
+        tip_amount=f[10],
+        number_of_fills=f[11],
+        order_type=f[12],
+        status=f[13],
+        in_vault_bump=f[14],
+        flash_ix_lock=f[15],
+        # f[16] is 4 bytes of padding
+        last_updated_timestamp=f[17],
+        flash_start_taker_output_balance=f[18],
+    )
 
 
 def encode_order(order: LimoOrder) -> bytes:
@@ -174,7 +193,9 @@ def event_authority_pda(limo_program_id: Pubkey = LIMO_PROGRAM_ID) -> Pubkey:
     return Pubkey.find_program_address([b"__event_authority"], limo_program_id)[0]
 
 
-def intermediary_output_pda(order_address: Pubkey, limo_program_id: Pubkey = LIMO_PROGRAM_ID) -> Pubkey:
+def intermediary_output_pda(
+    order_address: Pubkey, limo_program_id: Pubkey = LIMO_PROGRAM_ID
+) -> Pubkey:
     """Limo's intermediary account for orders whose output is wrapped SOL."""
     return Pubkey.find_program_address([b"intermediary", bytes(order_address)], limo_program_id)[0]
 
@@ -197,14 +218,14 @@ def take_order_instruction(
     """
     pda_authority = limo_router(order.global_config, limo_program_id)
     wsol_out = order.output_mint == WRAPPED_SOL_MINT
-    taker_input_ata = associated_token_address(
-        taker, order.input_mint, order.input_mint_program_id
-    )
+    taker_input_ata = associated_token_address(taker, order.input_mint, order.input_mint_program_id)
     taker_output_ata = associated_token_address(
         taker, order.output_mint, order.output_mint_program_id
     )
     if wsol_out:
-        intermediary = AccountMeta(intermediary_output_pda(order_address, limo_program_id), False, True)
+        intermediary = AccountMeta(
+            intermediary_output_pda(order_address, limo_program_id), False, True
+        )
         maker_output = AccountMeta(limo_program_id, False, False)
     else:
         intermediary = AccountMeta(limo_program_id, False, False)
@@ -269,7 +290,10 @@ def take_order_instructions(
     wsol_ata = associated_token_address(taker, WRAPPED_SOL_MINT, TOKEN_PROGRAM_ID)
     ixs.append(
         create_ata_idempotent_instruction(
-            payer=taker, owner=taker, mint=order.input_mint, token_program=order.input_mint_program_id
+            payer=taker,
+            owner=taker,
+            mint=order.input_mint,
+            token_program=order.input_mint_program_id,
         )
     )
     if order.input_mint == WRAPPED_SOL_MINT:
@@ -280,13 +304,18 @@ def take_order_instructions(
         )
     ixs.append(
         create_ata_idempotent_instruction(
-            payer=taker, owner=taker, mint=order.output_mint, token_program=order.output_mint_program_id
+            payer=taker,
+            owner=taker,
+            mint=order.output_mint,
+            token_program=order.output_mint_program_id,
         )
     )
     if order.output_mint == WRAPPED_SOL_MINT:
         if output_amount > 0:
             ixs.append(
-                system_transfer_instruction(source=taker, destination=wsol_ata, lamports=output_amount)
+                system_transfer_instruction(
+                    source=taker, destination=wsol_ata, lamports=output_amount
+                )
             )
             ixs.append(sync_native_instruction(wsol_ata, TOKEN_PROGRAM_ID))
         close.append(

@@ -69,10 +69,16 @@ def decode_metadata(data: bytes) -> ExpressRelayMetadata:
         )
     if data[:8] != METADATA_DISCRIMINATOR:
         raise MetadataError("account is not an ExpressRelayMetadata account (discriminator)")
-    keys = [Pubkey.from_bytes(data[8 + 32 * i : 40 + 32 * i]) for i in range(3)]
     router, relayer, platform = struct.unpack_from("<QQQ", data, 104)
-    secondary = Pubkey.from_bytes(data[128:160])
-    return ExpressRelayMetadata(*keys, router, relayer, platform, secondary)
+    return ExpressRelayMetadata(
+        admin=Pubkey.from_bytes(data[8:40]),
+        relayer_signer=Pubkey.from_bytes(data[40:72]),
+        fee_receiver_relayer=Pubkey.from_bytes(data[72:104]),
+        split_router_default=router,
+        split_relayer=relayer,
+        swap_platform_fee_bps=platform,
+        secondary_relayer_signer=Pubkey.from_bytes(data[128:160]),
+    )
 
 
 def encode_metadata(meta: ExpressRelayMetadata) -> bytes:
@@ -109,7 +115,7 @@ def _rpc_host(rpc_url: str) -> str:
 
 
 async def fetch_metadata(
-    client: httpx.AsyncClient, rpc_url: str, program_id: Pubkey, *, timeout: float = 10.0
+    client: httpx.AsyncClient, rpc_url: str, program_id: Pubkey, *, request_timeout: float = 10.0
 ) -> ExpressRelayMetadata:
     """Read and decode the metadata account of `program_id` with JSON-RPC `getAccountInfo`.
 
@@ -129,7 +135,7 @@ async def fetch_metadata(
             rpc_url,
             content=orjson.dumps(body),
             headers={"content-type": "application/json"},
-            timeout=timeout,
+            timeout=request_timeout,
         )
     except httpx.HTTPError as exc:
         raise MetadataError(f"RPC {host}: {type(exc).__name__}") from None
@@ -206,7 +212,11 @@ class ExpressRelayConstantsProvider:
 
     @classmethod
     def from_mapping(
-        cls, values: Mapping[str, str], *, program_id: Pubkey, http_client: httpx.AsyncClient | None = None
+        cls,
+        values: Mapping[str, str],
+        *,
+        program_id: Pubkey,
+        http_client: httpx.AsyncClient | None = None,
     ) -> ExpressRelayConstantsProvider:
         """Build from config strings `rpc_url`, `relayer_signer`, `fee_receiver_relayer`."""
 
@@ -239,17 +249,18 @@ class ExpressRelayConstantsProvider:
         # One fetch at a time: a burst of opportunities at startup must not fan out into many
         # identical RPC calls. Re-check under the lock, another task may have filled the cache.
         async with self._lock:
-            if self._cached is not None:
-                return self._cached
+            # (through the property: mypy would otherwise keep the narrowing from above)
+            if (cached := self.cached) is not None:
+                return cached
             assert self._rpc_url is not None  # guaranteed by __init__
             if self._client is None:
                 async with httpx.AsyncClient() as client:
                     meta = await fetch_metadata(
-                        client, self._rpc_url, self._program_id, timeout=self._timeout
+                        client, self._rpc_url, self._program_id, request_timeout=self._timeout
                     )
             else:
                 meta = await fetch_metadata(
-                    self._client, self._rpc_url, self._program_id, timeout=self._timeout
+                    self._client, self._rpc_url, self._program_id, request_timeout=self._timeout
                 )
             self._cached = ExpressRelayConstants(
                 self._program_id, meta.relayer_signer, meta.fee_receiver_relayer

@@ -52,9 +52,7 @@ LIMO_PROGRAM_ID: Final = Pubkey.from_string("LiMoM9rMhrdYrfzUCxQppvxCSG1FcrUK9G8
 SYSTEM_PROGRAM_ID: Final = Pubkey.from_string("11111111111111111111111111111111")
 SYSVAR_INSTRUCTIONS_ID: Final = Pubkey.from_string("Sysvar1nstructions1111111111111111111111111")
 SYSVAR_RENT_ID: Final = Pubkey.from_string("SysvarRent111111111111111111111111111111111")
-COMPUTE_BUDGET_PROGRAM_ID: Final = Pubkey.from_string(
-    "ComputeBudget111111111111111111111111111111"
-)
+COMPUTE_BUDGET_PROGRAM_ID: Final = Pubkey.from_string("ComputeBudget111111111111111111111111111111")
 TOKEN_PROGRAM_ID: Final = Pubkey.from_string("TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA")
 TOKEN_2022_PROGRAM_ID: Final = Pubkey.from_string("TokenzQdBNbLqP5VEhdkAS6EPFLC1PHnBqCXEpPxuEb")
 ASSOCIATED_TOKEN_PROGRAM_ID: Final = Pubkey.from_string(
