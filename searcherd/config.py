@@ -47,6 +47,8 @@ HttpUrl = NewType("HttpUrl", str)
 """An `http://` or `https://` URL."""
 Listen = NewType("Listen", str)
 """`host:port` to listen on, or empty to turn the listener off."""
+Amount = NewType("Amount", int)
+"""An amount in a venue's units, >= 0."""
 
 DropPolicy = Literal["oldest", "newest"]
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -111,7 +113,7 @@ class LimitsConfig:
 
     max_in_flight: Count = Count(100)
     max_bids_per_second: Count = Count(50)
-    max_amount: int = 0
+    max_amount: Amount = Amount(0)
     kill_switch: bool = False
     kill_file: str = ""
 
@@ -136,7 +138,7 @@ class ExpressRelayConfig:
     http_url: HttpUrl = HttpUrl("https://per-mainnet.dourolabs.app")
     api_key: Secret | None = None
     chains: tuple[str, ...] = ("solana",)
-    network: Literal["mainnet", "staging"] = "mainnet"
+    program_id: str = ""
     signing_key: SecretRef | None = None
     solana_rpc_url: str = ""
     relayer_signer: str = ""
@@ -229,15 +231,24 @@ def _count(value: Any, _: Any) -> Count:
     return Count(value)
 
 
+def _amount(value: Any, _: Any) -> Amount:
+    if type(value) is not int:
+        raise TypeError(f"expected int, got {type(value).__name__}")
+    if value < 0:
+        raise ValueError(f"must be >= 0 (0 = no cap), got {value}")
+    return Amount(value)
+
+
 def _url(schemes: tuple[str, ...]) -> Any:
     def hook(value: Any, _: Any) -> str:
         if type(value) is not str:
             raise TypeError(f"expected str, got {type(value).__name__}")
         parts = urlsplit(value)
-        if parts.scheme not in schemes or not parts.hostname:
-            raise ValueError(f"must be a {' or '.join(schemes)} URL, got {value!r}")
+        # The password check comes first: the other message quotes the URL.
         if parts.password:
             raise ValueError("must not carry a password; use api_key")
+        if parts.scheme not in schemes or not parts.hostname:
+            raise ValueError(f"must be a {' or '.join(schemes)} URL, got {value!r}")
         return value
 
     return hook
@@ -259,6 +270,15 @@ def _secret_ref(value: Any, _: Any) -> SecretRef:
     return parse_secret_ref(value)
 
 
+def _str_tuple(value: Any, _: Any) -> tuple[str, ...]:
+    # cattrs would turn the string "solana" into ("s", "o", ...): only a TOML array will do.
+    if type(value) is not list:
+        raise TypeError(f"expected an array of strings, got {type(value).__name__}")
+    if not all(type(item) is str for item in value):
+        raise TypeError("expected an array of strings")
+    return tuple(value)
+
+
 def _strategy_tables(value: Any, _: Any) -> dict[str, dict[str, Any]]:
     # Per-table problems are reported by `_strategy_problems`, with their full paths.
     if not isinstance(value, dict) or not all(isinstance(t, dict) for t in value.values()):
@@ -268,8 +288,10 @@ def _strategy_tables(value: Any, _: Any) -> dict[str, dict[str, Any]]:
 
 def _strategy_problems(raw: Any) -> list[str]:
     """Problems in the `[strategies.NAME]` tables that the loader cannot check later."""
-    if not isinstance(raw, dict):
+    if raw is None:
         return []
+    if not isinstance(raw, dict):
+        return ["strategies: must be [strategies.NAME] tables"]
     problems = []
     for name, table in raw.items():
         if not isinstance(table, dict):
@@ -288,6 +310,8 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
         return "required key missing"
     if isinstance(exc, ForbiddenExtraKeysError):
         return _UNKNOWN + ", ".join(sorted(exc.extra_fields))
+    if attrs.has(type_) and isinstance(exc, (TypeError, AttributeError)):
+        return "must be a table"
     if isinstance(exc, cattrs.errors.CattrsError) and "not in literal" in str(exc):
         return f"must be one of {', '.join(map(repr, type_.__args__))}"
     return str(exc)
@@ -302,6 +326,8 @@ def _make_converter(environ: dict[str, str] | None) -> cattrs.Converter:
     conv.register_structure_hook(WsUrl, _url(("ws", "wss")))
     conv.register_structure_hook(HttpUrl, _url(("http", "https")))
     conv.register_structure_hook(Listen, _listen)
+    conv.register_structure_hook(Amount, _amount)
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
     conv.register_structure_hook(SecretRef, _secret_ref)
     conv.register_structure_hook(
         Secret, lambda value, _: resolve_secret(_strict(str)(value, None), environ)
@@ -359,8 +385,6 @@ def _cross_checks(config: Config) -> list[str]:
     er = config.express_relay
     if er.enabled and not er.chains:
         problems.append("express_relay.chains: at least one chain id is needed")
-    if config.limits.max_amount < 0:
-        problems.append("limits.max_amount: must be >= 0 (0 = no cap)")
     if config.fusion_plus.ws_url.rstrip("/").endswith("/v1.2/v1.2"):
         problems.append("fusion_plus.ws_url: the version segment is doubled (/v1.2/v1.2)")
     return problems
