@@ -45,12 +45,15 @@ __all__ = [
     "UnsubscribeRequest",
     "bid_status_to_json",
     "decode_client_frame",
+    "decode_wire_bid",
     "encode_bid_status_update",
     "encode_opportunity_delete",
     "encode_response",
     "encode_server_message",
     "encode_svm_chain_update",
     "opportunity_to_json",
+    "serde_position",
+    "untagged_bid_error",
 ]
 
 _METHODS: Final = "`subscribe`, `unsubscribe`, `post_bid`, `cancel_bid`"
@@ -178,7 +181,8 @@ def _decode_bid_fields(d: dict[str, Any]) -> WireBid:
     return OnChainBidWire(chain_id, tx, slot)
 
 
-def _decode_bid(d: Any) -> WireBid:
+def decode_wire_bid(d: Any) -> WireBid:
+    """Parse a bid object (untagged like the server); raises :class:`ClientFrameError`."""
     # Untagged like the server: EVM raw bid, then the swap form, then the on-chain form. Any
     # mismatch gives the one opaque serde text, exactly like the real server.
     if not isinstance(d, dict):
@@ -207,7 +211,7 @@ def _parse(d: Any) -> ClientRequest:
     if method == "post_bid":
         if "bid" not in params:
             raise ClientFrameError("missing field `bid`")
-        return PostBidRequest(rid, _decode_bid(params["bid"]))
+        return PostBidRequest(rid, decode_wire_bid(params["bid"]))
     data = _map_field(params, "data")
     bid_id = _str_field(data, "bid_id")
     try:
@@ -215,6 +219,18 @@ def _parse(d: Any) -> ClientRequest:
     except ValueError:
         raise ClientFrameError(f"UUID parsing failed: invalid bid_id {bid_id[:40]!r}") from None
     return CancelBidRequest(rid, _str_field(data, "chain_id"), bid_id)
+
+
+def serde_position(frame: str | bytes) -> str:
+    """serde's error suffix for a complete JSON frame: ``at line L column C`` of its end."""
+    text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
+    lines = text.rstrip().split("\n")
+    return f"at line {len(lines)} column {len(lines[-1])}"
+
+
+def untagged_bid_error(frame: str | bytes) -> ClientFrameError:
+    """The parse error of a bid that matches no schema (e.g. undecodable transaction bytes)."""
+    return ClientFrameError(f"{_UNTAGGED_BID} {serde_position(frame)}")
 
 
 def decode_client_frame(frame: str | bytes) -> ClientRequest:
@@ -230,9 +246,7 @@ def decode_client_frame(frame: str | bytes) -> ClientRequest:
         return _parse(d)
     except ClientFrameError as e:
         # serde reports where it stopped; for a complete object that is its end.
-        text = frame.decode("utf-8", "replace") if isinstance(frame, bytes) else frame
-        lines = text.rstrip().split("\n")
-        raise ClientFrameError(f"{e} at line {len(lines)} column {len(lines[-1])}") from None
+        raise ClientFrameError(f"{e} {serde_position(frame)}") from None
 
 
 # --------------------------------------------------------------------------- server encoders

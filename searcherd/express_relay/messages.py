@@ -409,7 +409,7 @@ def _build_converter() -> cattrs.Converter:
     c.register_structure_hook(str, _s_str)
     c.register_structure_hook(bool, _s_bool)
     c.register_structure_hook(SwapTokens, _s_tokens)
-    c.register_structure_hook(tuple[TokenAmount, ...], _s_token_amounts)
+    c.register_structure_hook_func(lambda t: t == tuple[TokenAmount, ...], _s_token_amounts)
     c.register_structure_hook(
         TokenAmount,
         make_dict_structure_fn(TokenAmount, c, amount=override(struct_hook=u256_to_int)),
