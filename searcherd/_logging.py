@@ -8,6 +8,7 @@ variables: the submitter holds a signing key and a `show_locals` traceback would
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from typing import Any, TextIO
@@ -26,8 +27,23 @@ _LEVELS = {
 
 
 def _orjson_dumps(obj: Any, **_: Any) -> bytes:
-    # default=str: ints of any size, paths and enums must never break a log line.
-    return orjson.dumps(obj, default=str)
+    # default=str: paths and enums must never break a log line.
+    try:
+        return orjson.dumps(obj, default=str)
+    except orjson.JSONEncodeError:
+        # orjson stops at 64-bit integers and token amounts do not; the stdlib writes any int.
+        return json.dumps(obj, default=str, separators=(",", ":")).encode()
+
+
+def _json_text(obj: Any, **_: Any) -> str:
+    return _orjson_dumps(obj).decode()
+
+
+def _exception_renderer() -> structlog.processors.ExceptionRenderer:
+    """Tracebacks as structured data, without local variables (they may hold a key)."""
+    return structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+    )
 
 
 def configure_logging(
@@ -47,7 +63,10 @@ def configure_logging(
     ]
     renderer: Any
     if use_console:
-        renderer = structlog.dev.ConsoleRenderer(colors=out.isatty())
+        # plain_traceback: with `rich` installed the default would print local variables.
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=out.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         logger_factory: Any = structlog.PrintLoggerFactory(out)
         final = [*shared, structlog.dev.set_exc_info, renderer]
     else:
@@ -55,17 +74,9 @@ def configure_logging(
             renderer = structlog.processors.JSONRenderer(serializer=_orjson_dumps)
             logger_factory = structlog.BytesLoggerFactory(out.buffer)
         else:  # a text-only stream (tests)
-            renderer = structlog.processors.JSONRenderer(
-                serializer=lambda obj, **_: _orjson_dumps(obj).decode()
-            )
+            renderer = structlog.processors.JSONRenderer(serializer=_json_text)
             logger_factory = structlog.PrintLoggerFactory(out)
-        final = [
-            *shared,
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
-            ),
-            renderer,
-        ]
+        final = [*shared, _exception_renderer(), renderer]
     structlog.configure(
         processors=final,
         # A filtering logger makes a disabled level cost one attribute lookup and a return.
@@ -75,17 +86,18 @@ def configure_logging(
     )
     # trio-websocket, hypercorn and httpx log through the stdlib; keep them quiet and in the
     # same format.
+    foreign: list[Any] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if use_console:
+        foreign.append(
+            structlog.dev.ConsoleRenderer(
+                colors=False, exception_formatter=structlog.dev.plain_traceback
+            )
+        )
+    else:
+        foreign += [_exception_renderer(), structlog.processors.JSONRenderer(_json_text)]
     handler = logging.StreamHandler(out)
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=shared,
-            processors=[
-                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.dev.ConsoleRenderer(colors=False)
-                if use_console
-                else structlog.processors.JSONRenderer(),
-            ],
-        )
+        structlog.stdlib.ProcessorFormatter(foreign_pre_chain=shared, processors=foreign)
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]

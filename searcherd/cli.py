@@ -1,19 +1,22 @@
 """The `searcherd` command line.
 
 Exit codes (stable, documented in the README): 0 success; 1 a problem the user must fix (bad
-config, unreadable state, a failed strategy); 2 wrong usage; 3 `status`: the daemon is not
-healthy or not reachable.
+config, unreadable state, a failed strategy); 2 wrong usage; 3 `status`: the daemon answers but
+is not healthy; 4 `status`: the daemon cannot be reached.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import sys
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import structlog
 import trio
 
 from searcherd import __version__
@@ -36,9 +39,9 @@ def _print_error(message: str) -> None:
     print(f"searcherd: {message}", file=sys.stderr)
 
 
-def _load(path: Path) -> Config | None:
+def _load(path: Path, *, resolve_secrets: bool = True) -> Config | None:
     try:
-        return load_config(path)
+        return load_config(path, resolve_secrets=resolve_secrets)
     except ConfigError as exc:
         _print_error(exc.render())
         return None
@@ -62,11 +65,59 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Validate the config; print every problem at once."""
+    """Validate the config, the signing key and every strategy; print every problem at once."""
+    from searcherd.plugins import check_strategies
+    from searcherd.svm.keys import KeyLoadError, load_searcher_key
+
     config = _load(Path(args.config))
     if config is None:
         return EXIT_PROBLEM
-    print(f"{args.config}: ok")
+    problems = check_strategies(config)
+    key = config.express_relay.signing_key
+    if config.express_relay.enabled and key is not None:
+        try:
+            load_searcher_key(str(key))
+        except KeyLoadError as exc:
+            problems.insert(0, f"express_relay.signing_key: {exc}")
+    if problems:
+        _print_error(ConfigError(str(args.config), problems).render())
+        return EXIT_PROBLEM
+    print(f"{args.config}: ok ({len(config.enabled_strategies())} strategies enabled)")
+    return EXIT_OK
+
+
+def cmd_strategies(args: argparse.Namespace) -> int:
+    """List every strategy file, its classes, and why a failed one failed."""
+    from searcherd.plugins import describe
+
+    config = _load(Path(args.config), resolve_secrets=False)
+    if config is None:
+        return EXIT_PROBLEM
+    text, ok = describe(config)
+    print(text)
+    return EXIT_OK if ok else EXIT_PROBLEM
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """Print the running daemon's health summary."""
+    from searcherd.status import run_status
+
+    config = _load(Path(args.config), resolve_secrets=False)
+    if config is None:
+        return EXIT_PROBLEM
+    return run_status(config, as_json=args.json, out=sys.stdout)
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    """Run the venue simulators alone until Ctrl-C."""
+    from searcherd.simulate import run_simulators
+
+    config = _load(Path(args.config), resolve_secrets=False)
+    if config is None:
+        return EXIT_PROBLEM
+    configure_logging(config.log.level, config.log.format, sys.stderr)
+    with contextlib.suppress(KeyboardInterrupt):
+        trio.run(run_simulators, config)
     return EXIT_OK
 
 
@@ -79,12 +130,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return EXIT_PROBLEM
     configure_logging(config.log.level, config.log.format)
     options = RunOptions(Path(args.config), dry_run=args.dry_run, simulate=args.simulate)
-    return trio.run(Daemon(options, config).run)
+    try:
+        return trio.run(Daemon(options, config).run)
+    except Exception:
+        # A bug, not bad input: log it whole (one JSON line under systemd) and exit non-zero so
+        # systemd's Restart=on-failure brings the daemon back.
+        structlog.get_logger("searcherd").exception("daemon_crashed")
+        return EXIT_PROBLEM
 
 
 def _emit(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> None:
     if as_json:
-        sys.stdout.buffer.write(orjson.dumps(rows, option=orjson.OPT_INDENT_2) + b"\n")
+        try:
+            out = orjson.dumps(rows, option=orjson.OPT_INDENT_2)
+        except orjson.JSONEncodeError:  # an integer past 64 bits in a detail column
+            out = json.dumps(rows, indent=2).encode()
+        sys.stdout.buffer.write(out + b"\n")
         return
     if not rows:
         print("(none)")
@@ -97,7 +158,7 @@ def _emit(rows: list[dict[str, Any]], as_json: bool, columns: Sequence[str]) -> 
 
 
 def _state_path(args: argparse.Namespace) -> Path | None:
-    config = _load(Path(args.config))
+    config = _load(Path(args.config), resolve_secrets=False)
     return None if config is None else config.resolve_path(config.state.path)
 
 
@@ -173,6 +234,10 @@ def _parser() -> argparse.ArgumentParser:
         help="start the bundled venue simulators on loopback and use them",
     )
     command("check", cmd_check, "validate the config and load every strategy")
+    command("strategies", cmd_strategies, "list strategy files, their classes and failures")
+    p = command("status", cmd_status, "health summary of the running daemon")
+    p.add_argument("--json", action="store_true", help="the /healthz JSON instead of a summary")
+    command("simulate", cmd_simulate, "run the venue simulators alone (for strategy authors)")
     p = command("init", cmd_init, "write a commented default config", config=False)
     p.add_argument("path", nargs="?", default="searcher.toml")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")

@@ -317,7 +317,15 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return str(exc)
 
 
-def _make_converter(environ: dict[str, str] | None) -> cattrs.Converter:
+def _unresolved_secret(value: Any, _: Any) -> Secret:
+    # Read-only commands (`bids`, `status`) must work without access to the secrets (systemd
+    # credentials are only readable by the service): keep the reference, no value.
+    return Secret(parse_secret_ref(_strict(str)(value, None)), "")
+
+
+def _make_converter(
+    environ: dict[str, str] | None, *, resolve_secrets: bool = True
+) -> cattrs.Converter:
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, bool):
         conv.register_structure_hook(kind, _strict(kind))
@@ -329,9 +337,12 @@ def _make_converter(environ: dict[str, str] | None) -> cattrs.Converter:
     conv.register_structure_hook(Amount, _amount)
     conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _str_tuple)
     conv.register_structure_hook(SecretRef, _secret_ref)
-    conv.register_structure_hook(
-        Secret, lambda value, _: resolve_secret(_strict(str)(value, None), environ)
-    )
+    if resolve_secrets:
+        conv.register_structure_hook(
+            Secret, lambda value, _: resolve_secret(_strict(str)(value, None), environ)
+        )
+    else:
+        conv.register_structure_hook(Secret, _unresolved_secret)
     conv.register_structure_hook_func(lambda t: t == dict[str, dict[str, Any]], _strategy_tables)
     return conv
 
@@ -357,16 +368,18 @@ def parse_config(
     source: str = "searcher.toml",
     base_dir: Path | None = None,
     environ: dict[str, str] | None = None,
+    resolve_secrets: bool = True,
 ) -> Config:
     """Parse and validate config text; raise `ConfigError` listing every problem.
 
-    `environ` replaces `os.environ` for `env:` secret references (tests use it).
+    `environ` replaces `os.environ` for `env:` secret references (tests use it);
+    `resolve_secrets=False` checks the references' form only (for read-only commands).
     """
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"invalid TOML: {exc}"]) from None
-    conv = _make_converter(environ)
+    conv = _make_converter(environ, resolve_secrets=resolve_secrets)
     problems = _strategy_problems(raw.get("strategies"))
     try:
         config = conv.structure(raw, Config)
@@ -385,12 +398,16 @@ def _cross_checks(config: Config) -> list[str]:
     er = config.express_relay
     if er.enabled and not er.chains:
         problems.append("express_relay.chains: at least one chain id is needed")
+    if config.fusion_plus.page_limit > 500:
+        problems.append("fusion_plus.page_limit: must be at most 500 (the server's maximum)")
     if config.fusion_plus.ws_url.rstrip("/").endswith("/v1.2/v1.2"):
         problems.append("fusion_plus.ws_url: the version segment is doubled (/v1.2/v1.2)")
     return problems
 
 
-def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
+def load_config(
+    path: Path, environ: dict[str, str] | None = None, *, resolve_secrets: bool = True
+) -> Config:
     """Read and validate `path`; raise `ConfigError` for a missing file or any problem."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -400,4 +417,10 @@ def load_config(path: Path, environ: dict[str, str] | None = None) -> Config:
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(str(path), [f"cannot read: {exc}"]) from None
-    return parse_config(text, source=str(path), base_dir=path.resolve().parent, environ=environ)
+    return parse_config(
+        text,
+        source=str(path),
+        base_dir=path.resolve().parent,
+        environ=environ,
+        resolve_secrets=resolve_secrets,
+    )

@@ -6,9 +6,8 @@ reader see every committed batch without blocking the writer.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from searcherd.store import open_database
 
@@ -26,7 +25,8 @@ def _rows(conn: sqlite3.Connection, sql: str, params: tuple[Any, ...]) -> list[d
     for values in cursor.fetchall():
         row = dict(zip(names, values, strict=True))
         if row.get("detail"):
-            row["detail"] = orjson.loads(row["detail"])
+            # The stdlib, not orjson: orjson reads integers past 64 bits as floats.
+            row["detail"] = json.loads(row["detail"])
         rows.append(row)
     return rows
 

@@ -12,6 +12,7 @@ Times are Unix seconds (float), so rows mean the same after a restart.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -112,7 +113,13 @@ class StoreError(Exception):
 
 
 def _json(value: Any) -> str | None:
-    return None if value is None else orjson.dumps(value, default=str).decode()
+    if value is None:
+        return None
+    try:
+        return orjson.dumps(value, default=str).decode()
+    except orjson.JSONEncodeError:
+        # orjson stops at 64-bit integers and token amounts do not; the stdlib writes any int.
+        return json.dumps(value, default=str, separators=(",", ":"))
 
 
 def open_database(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -121,31 +128,51 @@ def open_database(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     Raises `StoreError` with the path and the reason: a missing folder that cannot be created, a
     read-only location, a file that is not a database, or one written by a newer searcherd.
     """
+    if readonly and not path.exists():
+        raise StoreError(f"{path}: no state database here (has the daemon run yet?)")
     try:
-        if readonly:
-            if not path.exists():
-                raise StoreError(f"{path}: no state database here (has the daemon run yet?)")
-            conn = sqlite3.connect(
-                f"{path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False
-            )
-            conn.execute("PRAGMA busy_timeout=5000")
-            _check_version(conn, path)
-            return conn
-        path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "busy_timeout=5000",
-            "foreign_keys=ON",
-        ):
-            conn.execute(f"PRAGMA {pragma}")
-        _migrate(conn, path)
+        conn = _connect(path, readonly=readonly)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: cannot open the state database: {exc}") from None
     except OSError as exc:
-        raise StoreError(f"{path}: cannot create the state folder: {exc.strerror}") from None
+        where = exc.filename or path.parent
+        raise StoreError(
+            f"{path}: cannot create the state folder {where}: {exc.strerror}"
+        ) from None
+    try:
+        _prepare(conn, path, readonly=readonly)
+    except BaseException as exc:
+        conn.close()  # a failed open must not leave the file held open
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise StoreError(f"{path}: cannot open the state database: {exc}") from None
+        raise
     return conn
+
+
+def _connect(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    if readonly:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+
+
+def _prepare(conn: sqlite3.Connection, path: Path, *, readonly: bool) -> None:
+    if readonly:
+        conn.execute("PRAGMA busy_timeout=5000")
+        if _check_version(conn, path) == 0:
+            # An empty file or another program's database: every query would fail later with
+            # "no such table", which tells the user nothing.
+            raise StoreError(f"{path}: not a searcherd state database")
+        return
+    for pragma in (
+        "journal_mode=WAL",
+        "synchronous=NORMAL",
+        "busy_timeout=5000",
+        "foreign_keys=ON",
+    ):
+        conn.execute(f"PRAGMA {pragma}")
+    _migrate(conn, path)
 
 
 def _check_version(conn: sqlite3.Connection, path: Path) -> int:
