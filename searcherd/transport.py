@@ -37,11 +37,13 @@ __all__ = [
     "TransportError",
     "WebSocketTransport",
     "redact_url",
+    "secret_fragments",
 ]
 
 _log = structlog.get_logger(__name__)
 
 _MAX_BODY = 200  # characters of a rejection body kept for the log
+_MIN_SECRET = 6  # shorter fragments are not scrubbed
 _MAX_RETRY_AFTER = 3600.0  # a larger Retry-After is treated as garbage and ignored
 
 
@@ -134,6 +136,27 @@ def redact_url(url: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}{query}"
 
 
+def secret_fragments(url: str, headers: Sequence[tuple[str, str]]) -> tuple[str, ...]:
+    """Every credential-like string to scrub from error texts: header values (and their words,
+    so the token of ``Bearer <token>`` counts), the URL password and query values.
+
+    Fragments shorter than 6 characters are left out: they would mangle ordinary text.
+    """
+    found: set[str] = set()
+    for _, value in headers:
+        found.add(value)
+        found.update(value.split())
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password:
+            found.add(parts.password)
+        found.update(value for _, value in urllib.parse.parse_qsl(parts.query))
+    except ValueError:
+        pass
+    # Longest first, so a whole header value is replaced before its parts.
+    return tuple(sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True))
+
+
 class _WsSocket:
     """A trio-websocket connection behind the :class:`Socket` protocol."""
 
@@ -187,13 +210,13 @@ class _ReaderGuard:
         # Cancelled when the reader ends, so a handshake waiting for the server wakes up.
         self.handshake_scope = trio.CancelScope()
 
-    def start_soon(self, fn: Callable[[], Awaitable[object]], *args: object) -> None:
+    def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Start ``fn`` guarded, in the real nursery (the only nursery method the library uses)."""
-        self._nursery.start_soon(self._run, fn)
+        self._nursery.start_soon(self._run, fn, *args)
 
-    async def _run(self, fn: Callable[[], Awaitable[object]]) -> None:
+    async def _run(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         try:
-            await fn()
+            await fn(*args)
         except (trio_websocket.ConnectionRejected, LocalProtocolError) as exc:
             self.error = exc
             _log.debug("websocket_reader_stopped", error=type(exc).__name__)
@@ -328,8 +351,9 @@ class WebSocketTransport:
                     finally:
                         # Shielded so a cancelled caller still sends a Close frame; bounded so
                         # a dead peer cannot hold shutdown up.
-                        with trio.CancelScope(shield=True), trio.move_on_after(
-                            settings.disconnect_timeout
+                        with (
+                            trio.CancelScope(shield=True),
+                            trio.move_on_after(settings.disconnect_timeout),
                         ):
                             await _close_quietly(ws)
                 finally:

@@ -1,0 +1,236 @@
+"""Recover bid statuses over HTTP when the WebSocket cannot be trusted to have told us.
+
+Status pushes are routed per connection and lost with it, so the venue asks the server
+directly (``GET /v1/{chain_id}/bids/{bid_id}``):
+
+- after every (re)connect, for every non-final bid (``reconcile_all``, part of session setup);
+- after a restart, for the non-final rows of the previous run (loaded into the submitter);
+- for bids that have been silent too long (``run``): swap and pending bids after
+  ``interval`` (their outcome comes within seconds), submitted ones after ``40 x interval``
+  (200 s by default: the server's own expiry check takes 120-180 s).
+
+Bids recorded without a server id (``submitting``/``unconfirmed``: the response never came,
+e.g. a crash right after sending) can only be found in the API key's own bid list
+(``GET /v1/{chain_id}/bids?from_time=``), matched by transaction signature. Without an API key,
+or when no listed bid matches, they stay ``unconfirmed`` and are no longer followed.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import urllib.parse
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+import orjson
+import structlog
+import trio
+
+from searcherd.express_relay._wire_bids import signature_of_transaction
+from searcherd.express_relay.messages import (
+    ExpressRelayDecodeError,
+    decode_bid_status_http,
+    decode_http_error,
+)
+
+if TYPE_CHECKING:
+    from searcherd.express_relay.submitter import Submitter, TrackedBid
+
+__all__ = ["Reconciler"]
+
+_log = structlog.get_logger(__name__)
+
+_SLOW_STATUSES: Final = frozenset({"submitted", "sent_to_user_for_submission"})
+_SLOW_FACTOR: Final = 40  # submitted bids: 40 x reconcile_interval (200 s by default)
+_CONCURRENCY: Final = 8  # HTTP checks at once
+_GIVE_UP: Final = 300.0  # seconds an id-less bid is followed before it is abandoned
+_LIST_PAGES: Final = 50  # pages of 20 read at most when matching id-less bids
+_LIST_MARGIN: Final = 60.0  # seconds before the oldest id-less bid to start listing from
+
+
+class Reconciler:
+    """HTTP status checks for the submitter's open bids; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        submitter: Submitter,
+        http: httpx.AsyncClient,
+        http_url: str,
+        headers: dict[str, str],
+        interval: float,
+        request_timeout: float,
+        authenticated: bool,
+    ) -> None:
+        self._submitter = submitter
+        self._http = http
+        self._base = http_url.rstrip("/")
+        self._headers = headers
+        self._interval = interval
+        self._timeout = request_timeout
+        self._authenticated = authenticated
+        self._limiter = trio.CapacityLimiter(_CONCURRENCY)
+        self.checks = 0
+        self.errors = 0
+
+    # -- loops -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Check silent bids for ever (one sweep every ``interval / 2``, at most every second)."""
+        period = min(1.0, self._interval / 2)
+        while True:
+            await trio.sleep(period)
+            now = trio.current_time()
+            due = [tb for tb in self._submitter.open_bids() if self._due(tb, now)]
+            if due:
+                await self._check_many(due)
+            self._abandon_lost(now)
+
+    def _due(self, tb: TrackedBid, now: float) -> bool:
+        if tb.server_bid_id is None:
+            return False
+        silence = self._interval * (_SLOW_FACTOR if tb.status in _SLOW_STATUSES else 1)
+        return now - tb.last_change >= silence
+
+    def _abandon_lost(self, now: float) -> None:
+        for tb in self._submitter.open_bids():
+            stuck = tb.server_bid_id is None and tb.status == "unconfirmed"
+            if stuck and now - tb.last_change >= _GIVE_UP:
+                self._submitter.abandon(tb, "no server id after the give-up time")
+
+    async def reconcile_all(self) -> None:
+        """Check every open bid now (after a reconnect or a restart). Never raises for HTTP
+        trouble: what fails here is retried by :meth:`run` when the bid stays silent."""
+        bids = self._submitter.open_bids()
+        with_id = [tb for tb in bids if tb.server_bid_id is not None]
+        # Id-less bids of a previous run, and bids whose answer died with the last socket (a
+        # bid still queued or awaiting its answer is neither).
+        without = [
+            tb
+            for tb in bids
+            if tb.server_bid_id is None and (tb.restored or tb.status == "unconfirmed")
+        ]
+        if with_id:
+            await self._check_many(with_id)
+        if without:
+            await self._match_without_id(without)
+        _log.info(
+            "reconcile_done", venue="express_relay", checked=len(with_id), without_id=len(without)
+        )
+
+    async def _check_many(self, bids: list[TrackedBid]) -> None:
+        async with trio.open_nursery() as nursery:
+            for tb in bids:
+                nursery.start_soon(self._check, tb)
+
+    # -- single checks -----------------------------------------------------------------------
+
+    async def _get(self, path: str, params: dict[str, str] | None = None) -> httpx.Response | None:
+        async with self._limiter:
+            try:
+                return await self._http.get(
+                    self._base + path, params=params, headers=self._headers, timeout=self._timeout
+                )
+            except httpx.HTTPError as exc:
+                self.errors += 1
+                _log.warning(
+                    "reconcile_http_failed", path=path.split("?")[0], error=type(exc).__name__
+                )
+                return None
+
+    async def _check(self, tb: TrackedBid) -> None:
+        assert tb.server_bid_id is not None
+        chain = urllib.parse.quote(tb.chain_id, safe="")
+        bid_id = urllib.parse.quote(tb.server_bid_id, safe="")
+        response = await self._get(f"/v1/{chain}/bids/{bid_id}")
+        self.checks += 1
+        # Whatever the answer, the bid was looked at: wait a full interval before the next look.
+        tb.last_change = max(tb.last_change, trio.current_time())
+        if response is None:
+            return
+        if response.status_code != 200:
+            self.errors += 1
+            tb.log().warning("reconcile_failed", http_status=response.status_code,
+                             error=decode_http_error(response.content))  # fmt: skip
+            return
+        try:
+            status = decode_bid_status_http(response.content)
+        except ExpressRelayDecodeError as exc:
+            self.errors += 1
+            tb.log().warning("reconcile_bad_body", error=str(exc))
+            return
+        self._submitter.apply_status(tb, status, source="http")
+
+    async def _match_without_id(self, bids: list[TrackedBid]) -> None:
+        """Find id-less bids in our own bid list by signature; leave the rest unconfirmed."""
+        found: dict[str, tuple[str, Any]] = {}
+        if self._authenticated:
+            for chain in sorted({tb.chain_id for tb in bids}):
+                since = min(tb.created_at for tb in bids if tb.chain_id == chain) - _LIST_MARGIN
+                found.update(await self._list_own(chain, since))
+        for tb in bids:
+            match = found.get(tb.signature) if tb.signature is not None else None
+            if match is None:
+                if tb.restored:
+                    # Nothing of a previous run can answer any more: say so and let go.
+                    why = (
+                        "no API key to list own bids"
+                        if not self._authenticated
+                        else "not in own bids"
+                    )
+                    self._submitter.set_status(tb, "unconfirmed", source="local", reason=why)
+                    self._submitter.abandon(tb, why)
+                continue
+            server_id, status = match
+            self._submitter.attach_server_id(tb, server_id)
+            tb.log().info("reconcile_matched_by_signature", server_bid_id=server_id)
+            try:
+                parsed = decode_bid_status_http(orjson.dumps(status))
+            except ExpressRelayDecodeError:
+                self._submitter.set_status(tb, "pending", source="http")
+                continue
+            self._submitter.apply_status(tb, parsed, source="http")
+
+    async def _list_own(self, chain_id: str, since: float) -> dict[str, tuple[str, Any]]:
+        """signature -> (server bid id, status object) for our bids on ``chain_id`` since then."""
+        out: dict[str, tuple[str, Any]] = {}
+        cursor = _rfc3339(since)
+        path = f"/v1/{urllib.parse.quote(chain_id, safe='')}/bids"
+        for _ in range(_LIST_PAGES):
+            response = await self._get(path, {"from_time": cursor})
+            if response is None or response.status_code != 200:
+                if response is not None:
+                    _log.warning("reconcile_list_failed", chain=chain_id,
+                                 http_status=response.status_code,
+                                 error=decode_http_error(response.content))  # fmt: skip
+                break
+            try:
+                items = orjson.loads(response.content)["items"]
+            except (orjson.JSONDecodeError, KeyError, TypeError):
+                _log.warning("reconcile_list_bad_body", chain=chain_id)
+                break
+            if not isinstance(items, list) or not items:
+                break
+            for item in items:
+                if not isinstance(item, dict):
+                    continue
+                tx, bid_id = item.get("transaction"), item.get("id")
+                sig = signature_of_transaction(tx) if isinstance(tx, str) else None
+                if sig is not None and isinstance(bid_id, str):
+                    out[sig] = (bid_id, item.get("status"))
+            last = items[-1].get("initiation_time") if isinstance(items[-1], dict) else None
+            if len(items) < 20 or not isinstance(last, str) or last == cursor:
+                break
+            cursor = last
+        return out
+
+
+def _rfc3339(unix: float) -> str:
+    if not math.isfinite(unix):
+        unix = 0.0
+    return (
+        datetime.datetime.fromtimestamp(max(unix, 0.0), datetime.UTC)
+        .isoformat()
+        .replace("+00:00", "Z")
+    )

@@ -1,0 +1,483 @@
+"""The Express Relay submitter: intent -> risk gate -> wire bid -> state table -> ``post_bid``,
+and every status after that.
+
+``submit`` is synchronous and never waits: it runs the risk gate, builds and signs the bid,
+records it (the store queues the row; no disk wait) and queues the frame for the single sender
+task, which takes one of the connection's request slots and writes it. The response, the pushed
+``bid_status_update`` messages and the reconciler's HTTP answers all arrive through
+:meth:`Submitter.apply_status`, the one place where a bid changes status:
+
+- every change is one transition row (``source`` = ``ws``, ``http`` or ``local``);
+- a final status is final: anything after it is recorded with ``applied=False``, logged as an
+  anomaly and counted, never applied;
+- an unknown status type is recorded (not applied), logged once per type and counted;
+- each applied change goes to the strategies as a :class:`~searcherd.bids.BidUpdate`.
+
+Local statuses: ``blocked`` (risk gate, or the venue cannot take bids now), ``invalid`` (the
+bid could not be built), ``dry_run``, ``submitting`` (recorded, being sent), ``rejected`` (the
+server's error text), ``unconfirmed`` (no answer; a late answer still attaches the server id).
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections import Counter, OrderedDict
+from typing import TYPE_CHECKING, Any, Final, Protocol
+
+import attrs
+import structlog
+import trio
+
+from searcherd.bids import BidUpdate, EvmBid, LimoBid, SwapBid, is_final
+from searcherd.express_relay._wire_bids import BuildError, build_wire_bid
+from searcherd.express_relay.messages import (
+    BidStatus,
+    BidStatusUpdate,
+    PostBidResult,
+    Response,
+    WireBid,
+    encode_post_bid,
+)
+from searcherd.store import BidRecord
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
+    from searcherd.express_relay._requests import Outcome, RequestTracker
+    from searcherd.express_relay._wire_bids import ConstantsCache
+    from searcherd.metrics import Metrics
+    from searcherd.risk import RiskGate
+    from searcherd.store import StateStore
+    from searcherd.strategy import ChainState
+    from searcherd.svm.keys import Signer
+
+__all__ = ["VENUE", "BidSink", "Submitter", "TrackedBid"]
+
+_log = structlog.get_logger(__name__)
+
+VENUE: Final = "express_relay"
+_QUEUE_SIZE: Final = 1024  # bids waiting for the sender; beyond that new bids are blocked
+_FINAL_MEMORY: Final = 10_000  # finished bids remembered to spot updates after a final status
+
+
+class BidSink(Protocol):
+    """Where status changes go (the evaluator); must not block."""
+
+    def bid_status(self, update: BidUpdate) -> None:
+        """Take one status change."""
+        ...
+
+
+@attrs.define(eq=False)
+class TrackedBid:
+    """A bid the submitter follows until it is final (mutable; owned by the submitter)."""
+
+    local_id: str
+    strategy: str
+    chain_id: str
+    opportunity_id: str | None
+    amount: int
+    kind: str  # "swap", "limo" or "evm"
+    status: str
+    created_at: float  # wall clock, as in the state table
+    last_change: float  # trio clock of the latest status (or of the last HTTP check)
+    server_bid_id: str | None = None
+    signature: str | None = None
+    result: str | None = None
+    reason: str | None = None
+    received_at: float | None = None  # trio clock of the opportunity frame
+    sent_at: float | None = None
+    in_flight: bool = False  # counted in risk / metrics in-flight
+    restored: bool = False  # loaded from the state table of a previous run
+
+    def log(self) -> Any:
+        """A logger bound to everything that identifies this bid (one grep follows it)."""
+        return _log.bind(
+            venue=VENUE,
+            chain=self.chain_id,
+            strategy=self.strategy,
+            opportunity_id=self.opportunity_id,
+            bid=self.local_id,
+            server_bid_id=self.server_bid_id,
+        )
+
+
+class Submitter:
+    """Sends bids and owns their status; see the module docstring."""
+
+    def __init__(
+        self,
+        *,
+        store: StateStore,
+        metrics: Metrics,
+        risk: RiskGate,
+        sink: BidSink,
+        tracker: RequestTracker,
+        send: Callable[[bytes], Awaitable[None]],
+        chain_state: Callable[[str], ChainState | None],
+        constants: ConstantsCache,
+        signer: Signer | None,
+        dry_run: bool,
+        ready: Callable[[], bool],
+        wall_clock: Callable[[], float],
+    ) -> None:
+        self._store = store
+        self._metrics = metrics
+        self._risk = risk
+        self._sink = sink
+        self._tracker = tracker
+        self._send = send
+        self._chain_state = chain_state
+        self._constants = constants
+        self._signer = signer
+        self.dry_run = dry_run
+        self._ready = ready
+        self._wall = wall_clock
+        self._open: dict[str, TrackedBid] = {}  # local id -> bid not final yet
+        self._by_server: dict[str, TrackedBid] = {}
+        self._finished: OrderedDict[str, TrackedBid] = OrderedDict()  # server id -> final bid
+        self._queue_send, self._queue_recv = trio.open_memory_channel[tuple[TrackedBid, WireBid]](
+            _QUEUE_SIZE
+        )
+        self._sending = 0  # bids taken off the queue and not yet written
+        self._progress = trio.Event()  # set when a bid was written or answered (for drain)
+        self._closed = False
+        self._unknown_seen: set[str] = set()
+        self._gauge = metrics.bids_in_flight.labels(VENUE)
+
+    # -- intake (the hot path) ----------------------------------------------------------------
+
+    def submit(self, strategy: str, bid: SwapBid | LimoBid | EvmBid, received_at: float) -> str:
+        """Gate, build, record and queue one bid; return its local id. Never blocks or raises
+        for a bad bid: every outcome is a recorded status."""
+        now = self._wall()
+        tb = TrackedBid(
+            local_id=str(uuid.uuid4()),
+            strategy=strategy,
+            chain_id=bid.chain_id,
+            opportunity_id=bid.opportunity_id,
+            amount=bid.amount,
+            kind="swap"
+            if isinstance(bid, SwapBid)
+            else "limo"
+            if isinstance(bid, LimoBid)
+            else "evm",
+            status="submitting",
+            created_at=now,
+            last_change=trio.current_time(),
+            received_at=received_at,
+        )
+        # Venue-side refusals come before the risk gate so they do not spend a rate token.
+        refusal = self._refusal()
+        if refusal is None:
+            refusal = self._risk.blocked_reason(strategy, bid.amount)
+            if refusal is not None:
+                self._metrics.risk_blocked.labels(strategy, refusal).inc()
+        if refusal is not None:
+            self._record_local_final(tb, "blocked", refusal, None)
+            return tb.local_id
+        try:
+            built = build_wire_bid(
+                bid,
+                chain=self._chain_state(bid.chain_id),
+                signer=self._signer,
+                constants=self._constants,
+                now=now,
+            )
+        except BuildError as exc:
+            self._record_local_final(tb, "invalid", str(exc), None)
+            return tb.local_id
+        tb.kind, tb.signature = built.kind, built.signature
+        if self.dry_run:
+            self._record_local_final(tb, "dry_run", None, built.detail)
+            return tb.local_id
+        self._store.add_bid(self._record(tb, built.detail))
+        self._track(tb)
+        # Room was checked in _refusal and nothing awaits in between, so this cannot block.
+        self._queue_send.send_nowait((tb, built.wire))
+        return tb.local_id
+
+    def _refusal(self) -> str | None:
+        if self._closed:
+            return "venue_draining"
+        if self.dry_run:
+            return None
+        if not self._ready():
+            return "venue_not_connected"
+        if self._queue_send.statistics().current_buffer_used >= _QUEUE_SIZE:
+            return "venue_send_queue_full"
+        return None
+
+    def _record(self, tb: TrackedBid, detail: dict[str, Any] | None) -> BidRecord:
+        return BidRecord(
+            local_id=tb.local_id,
+            venue=VENUE,
+            chain_id=tb.chain_id,
+            strategy=tb.strategy,
+            opportunity_id=tb.opportunity_id,
+            amount=tb.amount,
+            status=tb.status,
+            created_at=tb.created_at,
+            detail=detail,
+        )
+
+    def _record_local_final(
+        self, tb: TrackedBid, status: str, reason: str | None, detail: dict[str, Any] | None
+    ) -> None:
+        tb.status, tb.reason = status, reason
+        self._store.add_bid(self._record(tb, detail))
+        if reason is not None:
+            # The bid row has no reason column of its own at insert time; this row carries it.
+            self._store.add_status(
+                tb.local_id, status, at=tb.created_at, source="local", reason=reason
+            )
+        self._metrics.bids_final.labels(tb.strategy, VENUE, status).inc()
+        tb.log().info("bid_not_sent", status=status, reason=reason)
+        self._notify(tb)
+
+    def _track(self, tb: TrackedBid) -> None:
+        self._open[tb.local_id] = tb
+        if tb.server_bid_id is not None:
+            self._by_server[tb.server_bid_id] = tb
+        tb.in_flight = True
+        self._risk.sent(tb.strategy)
+        self._gauge.inc()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """The sender: one task writes every queued bid, within the connection's slot cap."""
+        async for tb, wire in self._queue_recv:
+            self._sending += 1
+            try:
+                await self._send_one(tb, wire)
+            finally:
+                self._sending -= 1
+                self._progress.set()
+
+    async def _send_one(self, tb: TrackedBid, wire: WireBid) -> None:
+        # Bounded wait for a slot: the server stops reading our socket at 150 in flight.
+        if not await self._tracker.acquire_slot(self._tracker.timeout):
+            self.set_status(tb, "blocked", source="local", reason="max_in_flight_per_connection")
+            return
+        if not self._ready():
+            self._tracker.release_slot()
+            self.set_status(tb, "blocked", source="local", reason="venue_not_connected")
+            return
+        req = self._tracker.begin(
+            "post_bid",
+            lambda outcome: self._on_response(tb, outcome),
+            limited=True,
+            on_late=lambda response: self._on_late_response(tb, response),
+        )
+        try:
+            await self._send(encode_post_bid(req.id, wire))
+        except Exception as exc:  # NotConnected: it may or may not have left
+            self._tracker.fail(req, "unsent", str(exc))
+            return
+        now = trio.current_time()
+        tb.sent_at = req.sent_at = now
+        if tb.received_at is not None:
+            self._metrics.frame_to_bid.labels(VENUE).observe(max(0.0, now - tb.received_at))
+        self._metrics.bids_submitted.labels(tb.strategy, VENUE).inc()
+        tb.log().info("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=req.id)
+
+    def _on_response(self, tb: TrackedBid, outcome: Outcome) -> None:
+        self._progress.set()
+        response = outcome.response
+        if response is None:
+            failure = outcome.failure
+            reason = str(failure) if failure is not None else "no answer"
+            self.set_status(tb, "unconfirmed", source="local", reason=reason)
+            return
+        if tb.sent_at is not None:
+            elapsed = trio.current_time() - tb.sent_at
+            self._metrics.bid_response.labels(VENUE).observe(max(0.0, elapsed))
+        self._apply_response(tb, response)
+
+    def _apply_response(self, tb: TrackedBid, response: Response) -> None:
+        if response.ok and isinstance(response.result, PostBidResult):
+            self.attach_server_id(tb, response.result.bid_id)
+            self.set_status(tb, "pending", source="ws")
+        elif response.ok:
+            reason = f"unexpected post_bid result: {str(response.result)[:100]}"
+            self.set_status(tb, "unconfirmed", source="local", reason=reason)
+        else:
+            self.set_status(tb, "rejected", source="local", reason=response.error)
+
+    def _on_late_response(self, tb: TrackedBid, response: Response) -> None:
+        # Only an `unconfirmed` bid can still learn from its own response.
+        if tb.status == "unconfirmed" and tb.server_bid_id is None:
+            self._apply_response(tb, response)
+
+    def attach_server_id(self, tb: TrackedBid, server_bid_id: str) -> None:
+        """Remember the server's id (response, late response, or matched after a restart)."""
+        if tb.server_bid_id == server_bid_id:
+            return
+        tb.server_bid_id = server_bid_id
+        self._store.set_server_bid_id(tb.local_id, server_bid_id, self._wall())
+        if tb.local_id in self._open:
+            self._by_server[server_bid_id] = tb
+
+    # -- statuses --------------------------------------------------------------------------
+
+    def on_status_update(self, update: BidStatusUpdate) -> None:
+        """A pushed ``bid_status_update`` (synchronously, from the reader)."""
+        tb = self._by_server.get(update.bid_id) or self._finished.get(update.bid_id)
+        if tb is None:
+            _log.info("bid_status_unknown_bid", venue=VENUE, server_bid_id=update.bid_id,
+                      status=update.status.type)  # fmt: skip
+            return
+        self.apply_status(tb, update.status, source="ws")
+
+    def apply_status(self, tb: TrackedBid, status: BidStatus, *, source: str) -> None:
+        """Apply a venue status (``ws`` push or ``http`` reconciliation) to ``tb``."""
+        if not status.is_known:
+            self._metrics.unknown_messages.labels(VENUE, "status").inc()
+            log = tb.log()
+            if status.type not in self._unknown_seen:
+                self._unknown_seen.add(status.type)
+                log.warning("bid_status_unknown_type", status=status.type[:60], source=source)
+            else:
+                log.debug("bid_status_unknown_type", status=status.type[:60], source=source)
+            self._store.add_status(tb.local_id, status.type[:60], at=self._wall(), source=source,
+                                   applied=False, result=status.result, reason=status.reason)  # fmt: skip
+            return
+        self.set_status(tb, status.type, source=source, result=status.result,
+                        reason=status.reason, index=status.index)  # fmt: skip
+
+    def set_status(
+        self,
+        tb: TrackedBid,
+        status: str,
+        *,
+        source: str,
+        result: str | None = None,
+        reason: str | None = None,
+        index: int | None = None,
+    ) -> None:
+        """Record one transition of ``tb`` (or an anomaly if ``tb`` is already final)."""
+        now_wall = self._wall()
+        tb.last_change = trio.current_time()
+        if is_final(tb.status):
+            if status == tb.status and result == tb.result:
+                return  # the same final status again (e.g. a duplicate push): nothing new
+            self._metrics.status_anomalies.labels(VENUE).inc()
+            tb.log().warning("bid_status_after_final", final=tb.status, status=status,
+                             source=source, result=result, reason=reason)  # fmt: skip
+            self._store.add_status(tb.local_id, status, at=now_wall, source=source,
+                                   applied=False, result=result, reason=reason)  # fmt: skip
+            return
+        if status == tb.status and result == tb.result and reason == tb.reason:
+            return  # nothing changed (an HTTP check that confirms what we know)
+        tb.status, tb.result, tb.reason = status, result, reason
+        self._store.add_status(tb.local_id, status, at=now_wall, source=source,
+                               result=result, reason=reason)  # fmt: skip
+        log = tb.log()
+        if is_final(status):
+            self._metrics.bids_final.labels(tb.strategy, VENUE, status).inc()
+            self._settle(tb)
+            log.info("bid_final", status=status, result=result, reason=reason, index=index,
+                     source=source)  # fmt: skip
+        else:
+            log.debug("bid_status", status=status, result=result, index=index, source=source)
+        self._notify(tb)
+
+    def _settle(self, tb: TrackedBid) -> None:
+        self._open.pop(tb.local_id, None)
+        if tb.server_bid_id is not None:
+            self._by_server.pop(tb.server_bid_id, None)
+            self._finished[tb.server_bid_id] = tb
+            while len(self._finished) > _FINAL_MEMORY:
+                self._finished.popitem(last=False)
+        if tb.in_flight:
+            tb.in_flight = False
+            self._risk.settled(tb.strategy)
+            self._gauge.dec()
+
+    def abandon(self, tb: TrackedBid, why: str) -> None:
+        """Stop following a bid no status can ever reach (no server id); its row keeps its status."""
+        tb.log().warning("bid_abandoned", status=tb.status, why=why)
+        self._settle(tb)
+
+    def _notify(self, tb: TrackedBid) -> None:
+        update = BidUpdate(
+            local_id=tb.local_id,
+            strategy=tb.strategy,
+            venue=VENUE,
+            chain_id=tb.chain_id,
+            opportunity_id=tb.opportunity_id,
+            amount=tb.amount,
+            status=tb.status,
+            server_bid_id=tb.server_bid_id,
+            result=tb.result,
+            reason=tb.reason,
+        )
+        try:
+            self._sink.bid_status(update)
+        except Exception:  # the evaluator's problem must not lose our bookkeeping
+            tb.log().exception("bid_sink_failed")
+
+    # -- state for the reconciler, the venue and health -------------------------------------
+
+    def restore(self, rows: list[dict[str, Any]]) -> int:
+        """Follow non-final bids of a previous run (rows of the state table); return how many."""
+        count = 0
+        for row in rows:
+            if row["local_id"] in self._open or is_final(row["status"]):
+                continue
+            detail = row.get("detail") or {}
+            tb = TrackedBid(
+                local_id=row["local_id"],
+                strategy=row["strategy"],
+                chain_id=row["chain_id"],
+                opportunity_id=row["opportunity_id"],
+                amount=int(row["amount"]),
+                kind=str(detail.get("kind", "swap")),
+                status=row["status"],
+                created_at=float(row["created_at"]),
+                last_change=-math.inf,  # due for a check at once
+                server_bid_id=row["server_bid_id"],
+                signature=detail.get("signature"),
+                restored=True,
+            )
+            self._track(tb)
+            count += 1
+        return count
+
+    def open_bids(self) -> list[TrackedBid]:
+        """Every bid not final yet (a copy, safe to iterate while statuses change)."""
+        return list(self._open.values())
+
+    def get(self, local_id: str) -> TrackedBid | None:
+        """A bid by local id (open, or final and still remembered)."""
+        tb = self._open.get(local_id)
+        if tb is not None:
+            return tb
+        return next((b for b in self._finished.values() if b.local_id == local_id), None)
+
+    def counts_by_status(self) -> dict[str, int]:
+        """Open bids per status, for health."""
+        return dict(Counter(tb.status for tb in self._open.values()))
+
+    def close(self) -> None:
+        """Stop intake: later ``submit`` calls are recorded as blocked (``venue_draining``)."""
+        self._closed = True
+
+    async def wait_idle(self) -> None:
+        """Return once no bid is queued, being written, or awaiting its answer."""
+        while self.busy:
+            self._progress = trio.Event()
+            # Bounded: a cancel request (not ours to watch) may be what frees the last slot.
+            with trio.move_on_after(0.1):
+                await self._progress.wait()
+
+    @property
+    def busy(self) -> bool:
+        """True while bids are queued, being written, or waiting for their response."""
+        return (
+            self._queue_send.statistics().current_buffer_used > 0
+            or self._sending > 0
+            or self._tracker.limited_in_flight > 0
+        )

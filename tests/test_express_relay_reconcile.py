@@ -1,0 +1,154 @@
+"""Tests for bid status reconciliation over HTTP: after a reconnect, after silence, and after a
+restart (with and without the server's bid id)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import trio
+import trio.testing
+
+from searcherd.bids import LimoBid
+from searcherd.express_relay.messages import BidStatus
+from searcherd.express_relay.simulator import Timings
+from searcherd.store import BidRecord
+
+if TYPE_CHECKING:
+    from conftest import ErHarness
+
+    from searcherd.express_relay.venue import ExpressRelayVenue
+
+
+async def _limo_bid(er: ErHarness, venue: ExpressRelayVenue) -> str:
+    assert er.sim is not None
+    await er.wait_until(lambda: venue.view.chain("solana") is not None)
+    before = len(er.sink.offers)
+    er.sim.push_opportunity(program="limo")
+    await er.wait_until(lambda: len(er.sink.offers) > before)
+    _, opp, received_at = er.sink.offers[-1]
+    return venue._submitter.submit("strat", LimoBid(opportunity=opp, amount=500), received_at)
+
+
+def _server_id(er: ErHarness, local_id: str) -> str:
+    update = er.sink.last(local_id)
+    assert update is not None
+    assert update.server_bid_id is not None
+    return update.server_bid_id
+
+
+async def _history(er: ErHarness, local_id: str) -> list[tuple[Any, ...]]:
+    return await er.rows(
+        "SELECT status, source, applied FROM bid_status_history WHERE local_id = ? ORDER BY id",
+        local_id,
+    )
+
+
+SLOW = Timings(auction=1000.0, step=1000.0, expire=5000.0)
+
+
+async def test_status_changed_during_an_outage_is_recorded_after_reconnect(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A status the server set while the socket was down arrives by HTTP after the reconnect."""
+    sim = await er.start(timings=SLOW)
+    venue = await er.start_venue()
+    local_id = await _limo_bid(er, venue)
+    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim.drop_all_connections()
+    # The connection is marked closed at once, so this change is never pushed.
+    sim.set_bid_status(_server_id(er, local_id), BidStatus("won", "sig-1"))
+    await er.wait_until(lambda: venue.snapshot()["reconnects"] >= 1)
+    with trio.fail_after(300):
+        await venue.wait_ready()
+    assert er.sink.statuses(local_id) == ["pending", "won"]
+    assert (await _history(er, local_id))[-1] == ("won", "http", 1)
+
+
+async def test_silent_bid_is_polled(er: ErHarness, autojump_clock: trio.testing.MockClock) -> None:
+    """A bid whose pushes can no longer reach us (posted on an earlier link) is polled after
+    ``reconcile_interval`` of silence."""
+    sim = await er.start(timings=SLOW)
+    venue = await er.start_venue(reconcile_interval=5.0)
+    local_id = await _limo_bid(er, venue)
+    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim.drop_all_connections()
+    await er.wait_until(lambda: venue.snapshot()["reconnects"] >= 1)
+    with trio.fail_after(300):
+        await venue.wait_ready()
+    changed_at = trio.current_time()
+    sim.set_bid_status(_server_id(er, local_id), BidStatus("lost", None))
+    await er.wait_until(lambda: er.sink.statuses(local_id)[-1] == "lost")
+    assert trio.current_time() - changed_at <= 6.5
+    assert (await _history(er, local_id))[-1] == ("lost", "http", 1)
+
+
+async def test_restart_reconciles_bids_of_the_previous_run(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Non-final bids in the state table are followed again after a restart and reconciled."""
+    sim = await er.start(timings=SLOW)
+    venue = await er.start_venue()
+    local_id = await _limo_bid(er, venue)
+    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    server_id = _server_id(er, local_id)
+    await er.store.flush()
+    er.stop_venue()  # the daemon stops; the bid is still pending in the table
+    sim.set_bid_status(server_id, BidStatus("won", "sig-2"))
+    venue = await er.start_venue()
+    assert er.sink.last(local_id).status == "won"  # type: ignore[union-attr]
+    (row,) = await er.rows("SELECT status, server_bid_id FROM bids WHERE local_id = ?", local_id)
+    assert row == ("won", server_id)
+    assert er.risk.in_flight() == 0
+    assert venue.snapshot()["bids_in_flight_by_status"] == {}
+
+
+async def test_restart_matches_a_bid_without_server_id_by_signature(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """With an API key, a bid that never got its answer is found in our own bid list by its
+    transaction signature, and followed from there."""
+    sim = await er.start(timings=SLOW, api_keys=("er-test-key-0123456789",))
+    venue = await er.start_venue(api_key=True)
+    sim.delay_responses(10_000.0)  # the answer never comes back before the "crash"
+    local_id = await _limo_bid(er, venue)
+    await er.wait_until(lambda: len(sim.bids) == 1)
+    await er.store.flush()
+    er.stop_venue()
+    (server_id,) = sim.bids
+    sim.delay_responses(0.0)
+    sim.set_bid_status(server_id, BidStatus("won", "sig-3"))
+    await er.start_venue(api_key=True)
+    final = er.sink.last(local_id)
+    assert final is not None
+    assert (final.status, final.server_bid_id) == ("won", server_id)
+    (row,) = await er.rows("SELECT status, server_bid_id FROM bids WHERE local_id = ?", local_id)
+    assert row == ("won", server_id)
+
+
+async def test_restart_without_api_key_leaves_id_less_bids_unconfirmed(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Without an API key an id-less bid of a previous run cannot be found: it is marked
+    ``unconfirmed`` with the reason and no longer followed."""
+    await er.start()
+    er.store.add_bid(
+        BidRecord(
+            local_id="old-1",
+            venue="express_relay",
+            chain_id="solana",
+            strategy="strat",
+            opportunity_id=None,
+            amount=7,
+            status="submitting",
+            created_at=1.0,
+            detail={"kind": "limo", "signature": "abc"},
+        )
+    )
+    await er.store.flush()
+    venue = await er.start_venue()
+    update = er.sink.last("old-1")
+    assert update is not None
+    assert update.status == "unconfirmed"
+    assert "API key" in (update.reason or "")
+    assert venue.snapshot()["bids_in_flight_by_status"] == {}
+    assert er.risk.in_flight() == 0
