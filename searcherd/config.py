@@ -33,7 +33,9 @@ __all__ = [
     "LimitsConfig",
     "LogConfig",
     "StateConfig",
+    "error_lines",
     "load_config",
+    "make_converter",
     "parse_config",
 ]
 
@@ -323,9 +325,10 @@ def _unresolved_secret(value: Any, _: Any) -> Secret:
     return Secret(parse_secret_ref(_strict(str)(value, None)), "")
 
 
-def _make_converter(
-    environ: dict[str, str] | None, *, resolve_secrets: bool = True
+def make_converter(
+    environ: dict[str, str] | None = None, *, resolve_secrets: bool = True
 ) -> cattrs.Converter:
+    """The strict converter every config table goes through (strategy parameters included)."""
     conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
     for kind in (str, int, bool):
         conv.register_structure_hook(kind, _strict(kind))
@@ -347,7 +350,7 @@ def _make_converter(
     return conv
 
 
-def _error_lines(exc: ClassValidationError | ForbiddenExtraKeysError) -> list[str]:
+def error_lines(exc: ClassValidationError | ForbiddenExtraKeysError) -> list[str]:
     """cattrs' error tree as `table.key: message` lines, in file order."""
     lines: list[str] = []
     for line in cattrs.transform_error(exc, path="$", format_exception=_format_exception):
@@ -379,12 +382,12 @@ def parse_config(
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(source, [f"invalid TOML: {exc}"]) from None
-    conv = _make_converter(environ, resolve_secrets=resolve_secrets)
+    conv = make_converter(environ, resolve_secrets=resolve_secrets)
     problems = _strategy_problems(raw.get("strategies"))
     try:
         config = conv.structure(raw, Config)
     except (ClassValidationError, ForbiddenExtraKeysError) as exc:
-        lines = [line for line in _error_lines(exc) if not line.startswith("strategies: ")]
+        lines = [line for line in error_lines(exc) if not line.startswith("strategies: ")]
         raise ConfigError(source, lines + problems) from None
     problems += _cross_checks(config)
     if problems:
