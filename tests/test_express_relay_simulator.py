@@ -82,6 +82,7 @@ async def start(nursery: trio.Nursery, **kw: Any) -> ExpressRelaySimulator:
     """A simulator with one API key and no automatic opportunities unless asked."""
     kw.setdefault("api_keys", ("k",))
     kw.setdefault("opportunity_interval", 0)
+    kw.setdefault("check_svm_bids", False)  # these tests post placeholder transactions
     sim: ExpressRelaySimulator = await nursery.start(serve, SimulatorConfig(**kw))
     return sim
 

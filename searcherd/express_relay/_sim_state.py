@@ -17,6 +17,9 @@ from solders.hash import Hash
 from solders.pubkey import Pubkey
 from solders.signature import Signature
 
+from searcherd.svm.limo import LimoOrder, OrderStatus, encode_order
+from searcherd.svm.programs import TOKEN_2022_PROGRAM_ID, TOKEN_PROGRAM_ID
+
 from .messages import (
     BidStatus,
     EvmOpportunity,
@@ -34,7 +37,6 @@ if TYPE_CHECKING:
 
 __all__ = ["BidRecord", "SimulatorConfig", "Timings"]
 
-_TOKEN_PROGRAM: Final = "TokenkegQfeZyiNwAJbNbGKPFXCWuBvf9Ss623VQ5DA"
 _FAILED_REASONS: Final = (
     "insufficient_user_funds",
     "insufficient_searcher_funds",
@@ -42,9 +44,6 @@ _FAILED_REASONS: Final = (
     "deadline_passed",
     "other",
 )
-#: Anchor account discriminator of a Kamino Limo `Order`: sha256("account:Order")[:8].
-_LIMO_ORDER_DISCRIMINATOR: Final = hashlib.sha256(b"account:Order").digest()[:8]
-LIMO_ORDER_SIZE: Final = 424
 
 
 @attrs.define
@@ -67,8 +66,10 @@ class SimulatorConfig:
     ``failed``, ``expired``, ``cancelled`` (waits in ``awaiting_signature`` for the owner's
     ``cancel_bid``, expiring after ``timings.cancel_window``) and ``submission_failed``. An outcome
     a bid kind cannot have (e.g. ``cancelled`` for a limo bid) becomes ``lost``.
-    ``svm_bid_check(bid=..., transaction=..., opportunity=...)`` may raise; its text becomes the
-    error response of that ``post_bid``.
+    ``check_svm_bids`` checks every SVM ``post_bid`` as the server does (``svm.rules``, against
+    the simulator's program id, relayer signer, clock and recent priority fees) and answers a
+    broken rule with the server's text. ``svm_bid_check(bid=..., transaction=..., opportunity=...)``
+    replaces that check when set: it may raise, and its text becomes the error response.
     """
 
     svm_chains: tuple[str, ...] = ("solana",)
@@ -92,6 +93,7 @@ class SimulatorConfig:
         factory=lambda: {"won": 4.0, "lost": 4.0, "failed": 1.0, "expired": 1.0}
     )
     timings: Timings = attrs.field(factory=Timings)
+    check_svm_bids: bool = True
     svm_bid_check: Callable[..., None] | None = None
     wall_clock: Callable[[], float] = time.time
 
@@ -193,62 +195,134 @@ def blockhash(rng: random.Random) -> str:
     return str(Hash(rng.randbytes(32)))
 
 
-def _encode_limo_order(rng: random.Random, order_address: str) -> bytes:
-    # Placeholder for a real Kamino Limo `Order` encoder: the right size and discriminator, the
-    # rest seeded bytes (with the order address mixed in so each order's data differs).
-    body = hashlib.sha256(order_address.encode()).digest() + rng.randbytes(LIMO_ORDER_SIZE - 40)
-    return _LIMO_ORDER_DISCRIMINATOR + body
+@attrs.frozen
+class _Mint:
+    address: Pubkey
+    program: Pubkey
+
+
+# Real mainnet mints with their token programs, so prices and ATAs look like the real thing.
+_MINTS: Final = tuple(
+    _Mint(Pubkey.from_string(address), program)
+    for address, program in (
+        ("So11111111111111111111111111111111111111112", TOKEN_PROGRAM_ID),  # wrapped SOL
+        ("EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", TOKEN_PROGRAM_ID),  # USDC
+        ("Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB", TOKEN_PROGRAM_ID),  # USDT
+        ("JUPyiwrYJFskUPiHa7hkeR8VUtAeFoSYbKedZNsDvCN", TOKEN_PROGRAM_ID),  # JUP
+        ("HZ1JovNiVvGrGNiiYvEozEVgZ58xaU3RKwX8eACQBCt3", TOKEN_PROGRAM_ID),  # PYTH
+        ("2b1kV6DkPAnxd5ixfnxCpjxmKwqjjaYmCZfHsFu24GXo", TOKEN_2022_PROGRAM_ID),  # PYUSD
+    )
+)
+_PPM: Final = 1_000_000
+_PAYERS: Final = ("unneeded", "searcher_payer", "user_payer")
+
+
+def limo_global_config(chain_id: str) -> Pubkey:
+    """The Limo global config of every generated order on ``chain_id`` (one per chain, as on
+    mainnet); the limo bid router is its PDA authority (``svm.limo_router``)."""
+    return Pubkey(hashlib.sha256(f"er-sim:limo-global-config:{chain_id}".encode()).digest())
+
+
+def _amount(rng: random.Random) -> int:
+    # Mostly everyday sizes, sometimes past 2^53 on purpose (JSON floats would lose them); always
+    # small enough that the user's balance and a fee-scaled bid still fit a u64.
+    return rng.choice([rng.randrange(10**6, 10**12), rng.randrange(2**53, 2**62)])
+
+
+def _init_configs(rng: random.Random) -> TokenAccountInitializationConfigs:
+    # The user's ATAs are often missing; the fee receivers' accounts almost always exist. Keeping
+    # the receivers mostly "unneeded" also keeps every buildable bid under the 1232-byte limit.
+    def receiver() -> str:
+        return "unneeded" if rng.random() < 0.8 else "searcher_payer"
+
+    return TokenAccountInitializationConfigs(
+        rng.choice(_PAYERS), rng.choice(_PAYERS), receiver(), receiver(), receiver()
+    )
 
 
 def make_swap(
     rng: random.Random, chain_id: str, now: float, *, cancellable: bool
 ) -> SwapOpportunity:
-    """A plausible swap (RFQ) opportunity; amounts sometimes exceed 2^53 on purpose."""
-    user_side = rng.random() < 0.5
-    amount = rng.choice([rng.randrange(10**6, 10**12), rng.randrange(2**53, 2**63)])
+    """A consistent swap (RFQ) opportunity a searcher can build a ``swap_v2`` bid for.
+
+    Real mints and token programs (one Token-2022 mint); ``*_bps`` equal ``*_ppm // 100``; for
+    side "user" ``user_amount`` is what is left after the fees taken in the user token and the
+    user's balance covers ``user_amount_including_fees``; ``minimum_deadline`` is a few seconds
+    ahead; ``memo`` is sometimes set. Amounts sometimes exceed 2^53 on purpose.
+    """
+    searcher_mint, user_mint = rng.sample(_MINTS, 2)
+    referral_ppm = rng.choice([0, 500, 1000, 2500])
+    platform_ppm = rng.choice([1000, 2000])
+    fee_token = rng.choice(["searcher_token", "user_token"])
+    amount = _amount(rng)
     tokens: TokensUserSpecified | TokensSearcherSpecified
-    if user_side:
-        fee = amount // 1000
-        tokens = TokensUserSpecified(pubkey(rng), pubkey(rng), amount - fee, amount,
-                                     _TOKEN_PROGRAM, _TOKEN_PROGRAM)  # fmt: skip
-    else:
-        tokens = TokensSearcherSpecified(pubkey(rng), amount, pubkey(rng),
-                                         _TOKEN_PROGRAM, _TOKEN_PROGRAM)  # fmt: skip
-    payers = ("unneeded", "searcher_payer", "user_payer")
+    if rng.random() < 0.5:  # the user fixed what they pay in
+        fees = amount * referral_ppm // _PPM + amount * platform_ppm // _PPM
+        net = amount - fees if fee_token == "user_token" else amount
+        tokens = TokensUserSpecified(str(searcher_mint.address), str(user_mint.address), net,
+                                     amount, str(searcher_mint.program), str(user_mint.program))  # fmt: skip
+        balance = rng.randrange(amount, 2 * amount)
+    else:  # the user fixed what they get out; the searcher bids what the user pays
+        tokens = TokensSearcherSpecified(str(searcher_mint.address), amount, str(user_mint.address),
+                                         str(searcher_mint.program), str(user_mint.program))  # fmt: skip
+        balance = rng.randrange(10**9, 2**63)
     return SwapOpportunity(
         opportunity_id=new_uuid(rng),
         chain_id=chain_id,
         creation_time=int(now * 1_000_000),
         version="v1",
         user_wallet_address=pubkey(rng),
-        user_mint_user_balance=rng.randrange(2**64),
+        user_mint_user_balance=balance,
         permission_account=pubkey(rng),
         router_account=pubkey(rng),
-        referral_fee_ppm=rng.choice([0, 500, 1000]),
-        platform_fee_ppm=1000,
-        fee_token=rng.choice(["searcher_token", "user_token"]),
+        referral_fee_ppm=referral_ppm,
+        platform_fee_ppm=platform_ppm,
+        fee_token=fee_token,
         tokens=tokens,
-        token_account_initialization_configs=TokenAccountInitializationConfigs(
-            *(rng.choice(payers) for _ in range(5))
-        ),
+        token_account_initialization_configs=_init_configs(rng),
         cancellable=cancellable,
-        minimum_deadline=int(now) + 10,
-        memo=rng.choice([None, "er-sim"]),
+        minimum_deadline=int(now) + rng.randrange(5, 15),
+        memo=rng.choice([None, None, "er-sim"]),
         profile_id=None,
-        referral_fee_bps=0,
-        platform_fee_bps=10,
+        referral_fee_bps=referral_ppm // 100,
+        platform_fee_bps=platform_ppm // 100,
+    )
+
+
+def make_limo_order(rng: random.Random, chain_id: str, now: float) -> LimoOrder:
+    """An active Kamino Limo order under the chain's global config, sometimes partly filled."""
+    in_mint, out_mint = rng.sample(_MINTS, 2)
+    initial = rng.randrange(10**6, 10**13)
+    expected = rng.randrange(10**6, 10**13)
+    remaining = initial if rng.random() < 0.7 else rng.randrange(1, initial + 1)
+    fills = 0 if remaining == initial else rng.randrange(1, 5)
+    return LimoOrder(
+        global_config=limo_global_config(chain_id),
+        maker=Pubkey(rng.randbytes(32)),
+        input_mint=in_mint.address,
+        input_mint_program_id=in_mint.program,
+        output_mint=out_mint.address,
+        output_mint_program_id=out_mint.program,
+        initial_input_amount=initial,
+        expected_output_amount=expected,
+        remaining_input_amount=remaining,
+        filled_output_amount=expected * (initial - remaining) // initial,
+        number_of_fills=fills,
+        status=OrderStatus.ACTIVE,
+        in_vault_bump=rng.randrange(256),
+        last_updated_timestamp=int(now) - rng.randrange(0, 3600),
     )
 
 
 def make_limo(rng: random.Random, chain_id: str, now: float, slot: int) -> LimoOpportunity:
-    """A limo opportunity with a 424-byte order account."""
+    """A limo opportunity carrying real ``Order`` account bytes (``svm.limo.decode_order``)."""
     address = pubkey(rng)
     return LimoOpportunity(
         opportunity_id=new_uuid(rng),
         chain_id=chain_id,
         creation_time=int(now * 1_000_000),
         version="v1",
-        order=_encode_limo_order(rng, address),
+        order=encode_order(make_limo_order(rng, chain_id, now)),
         order_address=address,
         slot=slot,
     )

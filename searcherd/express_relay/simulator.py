@@ -46,6 +46,7 @@ from ._sim_conn import CONNECTION_GONE, FaultListener, FaultStream, SimConnectio
 from ._sim_faults import SimFaults
 from ._sim_http import HttpApp
 from ._sim_state import BidRecord, SimulatorConfig, Timings
+from ._sim_svm import SimSvm
 from .messages import (
     BidStatus,
     BidStatusUpdate,
@@ -92,6 +93,9 @@ class ExpressRelaySimulator(SimFaults):
         self.latest_chain_update: dict[str, SvmChainUpdate] = {}
         #: Unexpected exceptions in connection handlers (a healthy run keeps this empty).
         self.internal_errors: list[BaseException] = []
+        #: Optional hook called with every client frame as soon as it is read, before decoding
+        #: (the benchmark timestamps ``post_bid`` arrivals with it). Must not block or raise.
+        self.on_client_frame: Callable[[str | bytes], None] | None = None
         self._nursery = nursery
         self._api_keys = set(config.api_keys)
         self._chains = set(config.svm_chains) | set(config.evm_chains)
@@ -104,9 +108,12 @@ class ExpressRelaySimulator(SimFaults):
         self._bid_conn: dict[str, SimConnection] = {}
         self._bid_scopes: dict[str, trio.CancelScope] = {}
         self._limo_keys: dict[tuple[str, str], str] = {}
-        self._limo_router = {
-            c: st.pubkey(random.Random(f"{seed}:router:{c}")) for c in self._chains
-        }
+        # The simulated Express Relay deployment (program ids, relayer) and its SVM bid checks.
+        self._svm = SimSvm(seed, config.svm_chains)
+        self.relayer_signer = self._svm.relayer_signer
+        self.fee_receiver_relayer = self._svm.fee_receiver_relayer
+        self.program_id = self._svm.program_id  # per SVM chain id
+        self._limo_router = {c: str(self._svm.limo_router(c)) for c in self._chains}
         self._slot = 334_000_000
         self._listener: FaultListener | None = None
         self._init_faults()
@@ -245,6 +252,8 @@ class ExpressRelaySimulator(SimFaults):
         assert conn.nursery is not None
         while True:
             frame = await conn.ws.get_message()
+            if self.on_client_frame is not None:
+                self.on_client_frame(frame)
             try:
                 req = decode_client_frame(frame)
                 tx = self._parse_tx(req.bid, frame) if isinstance(req, PostBidRequest) else None
@@ -341,6 +350,12 @@ class ExpressRelaySimulator(SimFaults):
                     cfg.svm_bid_check(bid=bid, transaction=tx, opportunity=opp)
                 except Exception as e:  # the hook's text is the server's error response
                     return str(e) or type(e).__name__
+            elif cfg.check_svm_bids:
+                now = cfg.wall_clock()
+                checked = self._svm.check(bid, tx, opp, self.opportunities.values(), now=now)
+                if checked.error is not None:
+                    return checked.error
+                opp = checked.opportunity
         if key in self._seen_bids:
             return "Duplicate bid"
         self._seen_bids.add(key)
@@ -499,6 +514,7 @@ class ExpressRelaySimulator(SimFaults):
         while True:
             update = SvmChainUpdate(chain, st.blockhash(rng), rng.randrange(1_000, 200_000))
             self.latest_chain_update[chain] = update
+            self._svm.note_fee(chain, update.latest_prioritization_fee)
             self._broadcast(chain, encode_server_message(update).decode())
             await trio.sleep(self.config.chain_update_interval)
 
