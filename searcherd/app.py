@@ -107,6 +107,10 @@ class Daemon:
         self._stop = trio.Event()
         self._root: trio.CancelScope | None = None
         self._last_error: str | None = None
+        self._started_at = 0.0
+        self._first_window = min(
+            self.config.express_relay.liveness_window, self.config.fusion_plus.liveness_window
+        )
         self.exit_code = 0
 
     @property
@@ -118,6 +122,7 @@ class Daemon:
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
+        self._started_at = trio.current_time()
         with trio.CancelScope() as root:
             self._root = root
             async with trio.open_nursery() as nursery:
@@ -257,7 +262,13 @@ class Daemon:
         }
 
     def is_fresh(self) -> bool:
-        """Every enabled feed has received data within its liveness window (watchdog)."""
+        """Every enabled feed has received data within its liveness window (watchdog).
+
+        During the first liveness window after start a feed still connecting counts as fresh:
+        systemd must not restart a daemon that has not had the chance to connect yet.
+        """
+        if trio.current_time() - self._started_at < self._first_window:
+            return True
         return all(venue.is_fresh() for venue in self.venues.values())
 
     def _request_stop(self) -> None:
