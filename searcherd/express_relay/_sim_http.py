@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import datetime
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
@@ -98,7 +99,7 @@ class HttpApp:
         if method == "GET" and len(rest) == 2 and rest[1] == "bids":
             if profile_id is None:
                 return 401, b"Forbidden"  # logged-in-only route: plain text, not JSON
-            return self._own_bids(rest[0], profile_id)
+            return self._own_bids(rest[0], profile_id, query)
         if method == "GET" and len(rest) == 3 and rest[1] == "bids":
             return self._bid_status(rest[0], rest[2])
         if method == "POST" and len(rest) == 4 and rest[1] == "bids" and rest[3] == "cancel":
@@ -157,17 +158,27 @@ class HttpApp:
             return 404, {"error": "Bid with the specified id was not found"}
         return 200, bid_status_to_json(record.status, evm=record.is_evm)
 
-    def _own_bids(self, chain_id: str, profile_id: str) -> tuple[int, Any]:
-        # `GET /v1/{chain_id}/bids`: the profile's own bids, oldest first, one page of 20. The
-        # simulator keeps no initiation times, so `from_time` is ignored.
+    def _own_bids(
+        self, chain_id: str, profile_id: str, query: dict[str, list[str]]
+    ) -> tuple[int, Any]:
+        # `GET /v1/{chain_id}/bids?from_time=`: the profile's own bids initiated at or after
+        # `from_time` (RFC 3339), oldest first, one page of 20, as on the server.
         if chain_id not in self._sim.config.svm_chains + self._sim.config.evm_chains:
             return 404, {"error": "The chain id is not found"}
-        own = [b for b in self._sim.bids.values()
-               if b.profile_id == profile_id and b.chain_id == chain_id][:20]  # fmt: skip
+        since = -float("inf")
+        if "from_time" in query:
+            try:
+                since = _parse_rfc3339(query["from_time"][0])
+            except ValueError:
+                return 400, {"error": "Bad parameters: invalid from_time"}
+        own = sorted((b for b in self._sim.bids.values() if b.profile_id == profile_id
+                      and b.chain_id == chain_id and b.initiated_at >= since),
+                     key=lambda b: b.initiated_at)[:20]  # fmt: skip
         items = [
             {
                 "id": b.bid_id,
                 "chain_id": b.chain_id,
+                "initiation_time": _rfc3339(b.initiated_at),
                 "profile_id": b.profile_id,
                 "status": bid_status_to_json(b.status, evm=b.is_evm),
                 "transaction": base64.b64encode(b.transaction).decode() if b.transaction else None,
@@ -176,6 +187,15 @@ class HttpApp:
             for b in own
         ]
         return 200, {"items": items}
+
+
+def _rfc3339(unix: float) -> str:
+    moment = datetime.datetime.fromtimestamp(unix, datetime.UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _parse_rfc3339(text: str) -> float:
+    return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
 def _error_status(err: str) -> int:

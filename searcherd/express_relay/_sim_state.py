@@ -113,6 +113,7 @@ class BidRecord:
     outcome: str
     cancellable: bool = False
     history: list[BidStatus] = attrs.field(factory=lambda: [BidStatus("pending")])
+    initiated_at: float = 0.0  # wall clock when accepted: `initiation_time` in own-bid listings
 
     @property
     def status(self) -> BidStatus:

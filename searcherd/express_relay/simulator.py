@@ -370,6 +370,7 @@ class ExpressRelaySimulator(SimFaults):
             profile_id=profile_id,
             outcome=st.pick_outcome(self._bid_rng, cfg.outcomes),
             cancellable=isinstance(opp, SwapOpportunity) and opp.cancellable,
+            initiated_at=cfg.wall_clock(),
         )
         self.bids[record.bid_id] = record
         if conn is not None:
