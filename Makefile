@@ -32,5 +32,12 @@ pytest: $(STAMP)
 
 test: lint typecheck pytest
 
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks.tick_to_bid
+	$(BIN)/python -m benchmarks.decode
+
+soak: $(STAMP)
+	$(BIN)/python -m benchmarks.soak
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache state

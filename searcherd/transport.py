@@ -209,14 +209,19 @@ class _ReaderGuard:
         self.error: BaseException | None = None
         # Cancelled when the reader ends, so a handshake waiting for the server wakes up.
         self.handshake_scope = trio.CancelScope()
+        self.reader_scope = trio.CancelScope(shield=True)
 
     def start_soon(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
         """Start ``fn`` guarded, in the real nursery (the only nursery method the library uses)."""
         self._nursery.start_soon(self._run, fn, *args)
 
     async def _run(self, fn: Callable[..., Awaitable[object]], *args: object) -> None:
+        # Shielded: when the caller is cancelled (shutdown), the reader must live on to read
+        # the server's Close reply, or the close handshake waits out `disconnect_timeout`.
+        # It ends when `open` closes the stream, and `open` cancels `reader_scope` to be sure.
         try:
-            await fn(*args)
+            with self.reader_scope:
+                await fn(*args)
         except (trio_websocket.ConnectionRejected, LocalProtocolError) as exc:
             self.error = exc
             _log.debug("websocket_reader_stopped", error=type(exc).__name__)
@@ -360,6 +365,7 @@ class WebSocketTransport:
                     # Always close the stream ourselves; this also ends the library's reader.
                     if stream is not None:
                         await trio.aclose_forcefully(stream)
+                    guard.reader_scope.cancel()
         except BaseExceptionGroup as group:
             # The guarded reader never raises, so the group holds only the body's exception.
             if len(group.exceptions) == 1:
