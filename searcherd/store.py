@@ -233,6 +233,7 @@ class StateStore:
         self._committed_seq = 0  # statements committed so far
         self._enqueued_seq = 0  # statements enqueued so far
         self._progress = trio.Event()
+        self._urgent = False  # a flush() is waiting: skip the batch window
         self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self.commits = 0
@@ -252,11 +253,12 @@ class StateStore:
             while True:
                 await self._wake.wait()
                 # Let a batch gather, unless it is already big: fewer, larger transactions.
-                if len(self._pending) < self._batch_max:
+                if len(self._pending) < self._batch_max and not self._urgent:
                     with trio.move_on_after(self._commit_interval):
-                        while len(self._pending) < self._batch_max:
+                        while len(self._pending) < self._batch_max and not self._urgent:
                             self._wake = trio.Event()
                             await self._wake.wait()
+                self._urgent = False
                 await self._commit_pending()
         finally:
             with trio.CancelScope(shield=True):
@@ -294,6 +296,8 @@ class StateStore:
             _log.error("state_row_rejected", path=str(self.path), error=error)
         self.commits += 1
         self._committed_seq += len(batch)
+        if self._committed_seq >= self._enqueued_seq:
+            self._urgent = False  # every flush() waiting is satisfied by this commit
         self._progress.set()
         self._progress = trio.Event()
 
@@ -301,6 +305,7 @@ class StateStore:
         """Wait until everything enqueued before this call is committed."""
         target = self._enqueued_seq
         while self._committed_seq < target:
+            self._urgent = True  # commit now, without waiting out the batch window
             self._wake.set()
             await self._progress.wait()
 

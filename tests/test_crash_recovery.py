@@ -163,8 +163,8 @@ def test_sigkill_mid_bidding_then_restart_recovers_every_bid(
     sim.toggle(signal.SIGUSR1, "held", on=True)
     _wait_for_bids_sent(daemon, 3)
     sim.toggle(signal.SIGUSR2, "quiet", on=True)
-    # Every bid the simulator accepted must have reached the table before the kill: a bid
-    # sent within the store's last commit window is the known gap tested below.
+    # Every bid the simulator accepted reaches the table before the kill here; a bid sent
+    # within the store's last commit window is the case tested below.
     _wait_until(
         lambda: len(_sent_rows(state)) >= len(sim.record()) >= 8, "the accepted bids in the table"
     )
@@ -192,11 +192,6 @@ def test_sigkill_mid_bidding_then_restart_recovers_every_bid(
     assert restarted.wait() == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known gap: a bid sent within the store's last commit window before a crash is on the "
-    "server but not in the table, and the restart only reconciles rows it has",
-)
 def test_bid_sent_in_the_last_commit_window_is_recovered(
     sim: _Sim,
     spawn: Callable[..., Child],

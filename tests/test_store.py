@@ -181,21 +181,28 @@ async def test_many_writes_spread_over_time_commit_in_few_batches(
 async def test_a_full_batch_commits_without_waiting_for_the_interval(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
-    """`batch_max` waiting statements commit at once; fewer wait for `commit_interval`."""
+    """`batch_max` waiting statements commit at once; fewer wait for `commit_interval`,
+    unless someone calls `flush()`, which commits at once."""
     path = tmp_path / "s.db"
     async with _running(path, commit_interval=3600.0, batch_max=10) as store:
-        start = trio.current_time()
         for n in range(5):  # two statements per bid: exactly batch_max
             store.add_bid(_bid(f"b{n}"))
-        await store.flush()
-        assert trio.current_time() - start < 1.0
+        await trio.sleep(1.0)
+        assert store.pending == 0  # the full batch was taken at once, not after the interval
+        await store.flush()  # (its commit runs on a worker thread: wait for it by event)
         assert store.commits == 1
-        start = trio.current_time()
         store.add_bid(_bid("late"))
-        await store.flush()
-        assert trio.current_time() - start >= 3600.0
+        await trio.sleep(3000.0)
+        assert store.pending == 2  # a partial batch waits for the interval...
+        await trio.sleep(700.0)  # ...and then commits, on a worker thread: wait for it by
+        await store.flush()  # event, not by clock (autojump races a thread on the clock)
         assert store.commits == 2
-        assert _count(path) == 6
+        store.add_bid(_bid("flushed"))
+        start = trio.current_time()
+        await store.flush()
+        assert trio.current_time() - start < 3600.0  # flush() does not wait out the window
+        assert store.commits == 3
+        assert _count(path) == 7
 
 
 async def test_flush_makes_rows_visible_to_readers_while_the_writer_runs(tmp_path: Path) -> None:

@@ -13,6 +13,10 @@ Bids recorded without a server id (``submitting``/``unconfirmed``: the response 
 e.g. a crash right after sending) can only be found in the API key's own bid list
 (``GET /v1/{chain_id}/bids?from_time=``), matched by transaction signature. Without an API key,
 or when no listed bid matches, they stay ``unconfirmed`` and are no longer followed.
+
+The same listing recovers bids that have no row at all: a crash (SIGKILL, power loss) loses the
+store's last commit window, so after a restart ``recover_unrecorded`` adopts every own bid the
+server has since the table's newest row and the table does not.
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ from searcherd.express_relay.messages import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Sequence
+
     from searcherd.express_relay.submitter import Submitter, TrackedBid
 
 __all__ = ["Reconciler"]
@@ -182,7 +188,8 @@ class Reconciler:
                     self._submitter.set_status(tb, "unconfirmed", source="local", reason=why)
                     self._submitter.abandon(tb, why)
                 continue
-            server_id, status = match
+            server_id, item = match
+            status = item.get("status")
             self._submitter.attach_server_id(tb, server_id)
             tb.log().info("reconcile_matched_by_signature", server_bid_id=server_id)
             try:
@@ -192,8 +199,34 @@ class Reconciler:
                 continue
             self._submitter.apply_status(tb, parsed, source="http")
 
+    async def recover_unrecorded(
+        self, chains: Sequence[str], since: float, known: Callable[[float], Awaitable[set[str]]]
+    ) -> int:
+        """After a restart: adopt our own bids the server has and the state table does not.
+
+        A crash loses the store's last batch window, and with it the rows of bids that had just
+        been sent. The server still has them: list our own bids since `since` (Unix seconds)
+        and record every one whose signature and server id `known(since)` does not name, under
+        strategy `(recovered)`, then follow it like any open bid. Needs an API key (the listing
+        is logged-in only); returns how many bids were adopted.
+        """
+        if not self._authenticated:
+            return 0
+        known_ids = await known(since - _LIST_MARGIN)
+        adopted = 0
+        for chain in chains:
+            listed = await self._list_own(chain, since - _LIST_MARGIN)
+            for signature, (server_id, item) in listed.items():
+                if signature in known_ids or server_id in known_ids:
+                    continue
+                if self._submitter.adopt(chain, server_id, signature, item):
+                    adopted += 1
+        if adopted:
+            _log.warning("bids_recovered_from_venue", venue="express_relay", count=adopted)
+        return adopted
+
     async def _list_own(self, chain_id: str, since: float) -> dict[str, tuple[str, Any]]:
-        """signature -> (server bid id, status object) for our bids on ``chain_id`` since then."""
+        """signature -> (server bid id, listed bid) for our bids on ``chain_id`` since then."""
         out: dict[str, tuple[str, Any]] = {}
         cursor = _rfc3339(since)
         path = f"/v1/{urllib.parse.quote(chain_id, safe='')}/bids"
@@ -218,7 +251,7 @@ class Reconciler:
                 tx, bid_id = item.get("transaction"), item.get("id")
                 sig = signature_of_transaction(tx) if isinstance(tx, str) else None
                 if sig is not None and isinstance(bid_id, str):
-                    out[sig] = (bid_id, item.get("status"))
+                    out[sig] = (bid_id, item)
             last = items[-1].get("initiation_time") if isinstance(items[-1], dict) else None
             if len(items) < 20 or not isinstance(last, str) or last == cursor:
                 break

@@ -20,12 +20,15 @@ server's error text), ``unconfirmed`` (no answer; a late answer still attaches t
 
 from __future__ import annotations
 
+import base64
+import datetime
 import math
 import uuid
 from collections import Counter, OrderedDict
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
+import orjson
 import structlog
 import trio
 
@@ -34,12 +37,36 @@ from searcherd.express_relay._wire_bids import BuildError, build_wire_bid
 from searcherd.express_relay.messages import (
     BidStatus,
     BidStatusUpdate,
+    ExpressRelayDecodeError,
     PostBidResult,
     Response,
     WireBid,
+    decode_bid_status_http,
     encode_post_bid,
 )
 from searcherd.store import BidRecord
+
+RECOVERED: Final = "(recovered)"
+"""The strategy name of bids found on the venue after a crash lost their rows."""
+
+
+def _listed_kind(permission_key: Any) -> str:
+    # The listing's permission key is base64 of 65 bytes; the first says the payment type.
+    try:
+        first = base64.b64decode(permission_key)[:1] if isinstance(permission_key, str) else b""
+    except ValueError:
+        return "swap"
+    return "limo" if first == b"\x00" else "swap"
+
+
+def _parse_rfc3339(value: Any) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -420,6 +447,54 @@ class Submitter:
             tb.log().exception("bid_sink_failed")
 
     # -- state for the reconciler, the venue and health -------------------------------------
+
+    def adopt(
+        self, chain_id: str, server_bid_id: str, signature: str, listed: dict[str, Any]
+    ) -> bool:
+        """Record a bid the venue has and the state table lost (a crash in the commit window).
+
+        `listed` is the bid as the venue's own-bid listing returns it. Who made it and for
+        which opportunity is not known any more: the row says strategy `(recovered)`. A
+        non-final bid is followed to its final status like any other. Returns False when the
+        listed bid cannot be read.
+        """
+        try:
+            status = decode_bid_status_http(orjson.dumps(listed.get("status")))
+        except (ExpressRelayDecodeError, TypeError):
+            return False
+        amount = listed.get("bid_amount")
+        kind = _listed_kind(listed.get("permission_key"))
+        tb = TrackedBid(
+            local_id=str(uuid.uuid4()),
+            strategy=RECOVERED,
+            chain_id=chain_id,
+            opportunity_id=None,
+            amount=amount if type(amount) is int else 0,
+            kind=kind,
+            status=status.type,
+            created_at=_parse_rfc3339(listed.get("initiation_time")) or self._wall(),
+            last_change=trio.current_time(),
+            server_bid_id=server_bid_id,
+            signature=signature,
+            result=status.result,
+            reason=status.reason,
+            restored=True,
+        )
+        self._store.add_bid(
+            BidRecord(
+                local_id=tb.local_id, venue=VENUE, chain_id=chain_id, strategy=RECOVERED,
+                opportunity_id=None, amount=tb.amount, status=tb.status,
+                created_at=tb.created_at, server_bid_id=server_bid_id,
+                detail={"signature": signature, "kind": kind, "recovered": True},
+            )
+        )  # fmt: skip
+        if status.result is not None or status.reason is not None:
+            self._store.add_status(tb.local_id, status.type, at=self._wall(), source="http",
+                                   result=status.result, reason=status.reason)  # fmt: skip
+        tb.log().warning("bid_recovered_from_venue", status=status.type)
+        if not is_final(status.type):
+            self._track(tb)
+        return True
 
     def restore(self, rows: list[dict[str, Any]]) -> int:
         """Follow non-final bids of a previous run (rows of the state table); return how many."""

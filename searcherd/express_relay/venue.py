@@ -68,6 +68,7 @@ _log = structlog.get_logger(__name__)
 
 _UNKNOWN_KINDS: Final = frozenset({"unknown_type", "unknown_program", "unknown_version"})
 _WARN_BUDGET: Final = 10  # warnings about bad frames per minute; the rest go to debug
+_RECOVERY_LOOKBACK: Final = 600.0  # seconds looked back for lost bids when the table is empty
 _BACKFILL_LIMIT: Final = "100"  # the server's maximum page
 
 
@@ -116,6 +117,26 @@ class _View:
     def live_opportunities(self, chain_id: str | None = None) -> Sequence[Any]:
         """The opportunities currently live (not removed, not expired), oldest first."""
         return self._live.live(chain_id)
+
+
+def _newest_bid_time(conn: sqlite3.Connection) -> float | None:
+    (newest,) = conn.execute(
+        "SELECT max(created_at) FROM bids WHERE venue = ?", (VENUE,)
+    ).fetchone()
+    return None if newest is None else float(newest)
+
+
+def _known_ids(conn: sqlite3.Connection, since: float) -> set[str]:
+    """Server bid ids and transaction signatures of our bids recorded since `since`."""
+    known: set[str] = set()
+    rows = conn.execute(
+        "SELECT server_bid_id, json_extract(detail, '$.signature') FROM bids"
+        " WHERE venue = ? AND created_at >= ?",
+        (VENUE, since),
+    )
+    for server_bid_id, signature in rows:
+        known.update(v for v in (server_bid_id, signature) if isinstance(v, str))
+    return known
 
 
 def _open_rows(conn: sqlite3.Connection) -> list[dict[str, Any]]:
@@ -175,6 +196,7 @@ class ExpressRelayVenue:
         self._sink = sink
         self._max_age = max_opportunity_age
         self._wall = wall_clock
+        self._recover_since: float | None = None  # set by run() until the first link recovers
         self._http = http if http is not None else httpx.AsyncClient()
         self._own_http = http is None
         self._authenticated = config.api_key is not None
@@ -245,6 +267,11 @@ class ExpressRelayVenue:
             restored = self._submitter.restore(await self._store.query(_open_rows))
             if restored:
                 _log.info("bids_restored", venue=VENUE, count=restored)
+            # Where the previous run's table ends: bids after it may be on the venue only.
+            newest = await self._store.query(_newest_bid_time)
+            self._recover_since = (
+                newest if newest is not None else self._wall() - _RECOVERY_LOOKBACK
+            )
             task_status.started()
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(self._tracker.run_timeouts)
@@ -349,6 +376,16 @@ class ExpressRelayVenue:
             _log.error("subscribe_failed", venue=VENUE, chains=list(chains), error=response.error)
             raise SubscribeFailed(response.error or "subscribe refused")
         await self._reconciler.reconcile_all()
+        if self._recover_since is not None:
+            # Once per process, on the first link: the restart's look for lost rows.
+            adopted = await self._reconciler.recover_unrecorded(
+                chains,
+                self._recover_since,
+                lambda since: self._store.query(lambda conn: _known_ids(conn, since)),
+            )
+            self._recover_since = None
+            if adopted:
+                await self._store.flush()  # rows the last crash lost: make them durable now
         for chain in chains:
             await self._backfill(chain, trio.current_time())
         self._gauge_connected.set(1)
