@@ -9,6 +9,7 @@ from searcherd.express_relay.messages import (
     LimoOpportunity,
     SwapOpportunity,
 )
+from searcherd.fusion_plus.orderbook import FusionOrder
 from searcherd.strategy import (
     ChainState,
     ExpressRelayView,
@@ -28,6 +29,7 @@ __all__ = [
     "EvmOpportunity",
     "ExpressRelayView",
     "FillIntent",
+    "FusionOrder",
     "FusionPlusView",
     "LimoBid",
     "LimoOpportunity",

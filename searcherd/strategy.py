@@ -76,6 +76,10 @@ class ExpressRelayView(Protocol):
         """The opportunities currently live (not removed, not expired), newest last."""
         ...
 
+    def searcher_pubkey(self) -> str | None:
+        """The public key bids are signed with (base58), e.g. the taker of a Limo fill."""
+        ...
+
 
 class FusionPlusView(Protocol):
     """Read-only Fusion+ order book a strategy may consult."""

@@ -129,11 +129,11 @@ class LimoTaker(Strategy[Params]):
         """`taker`, else the searcher key's public key if the venue's view offers one."""
         if self._taker is not None:
             return self._taker
-        # Duck-typed on purpose: a daemon whose view exposes `searcher_pubkey()` (the public key
-        # of the signing key, never the key) spares the operator from repeating it here.
-        lookup = getattr(self.context.express_relay, "searcher_pubkey", None)
-        value = lookup() if callable(lookup) else None
-        if not isinstance(value, str) or not value:
+        # The venue's view gives the signing key's public half (never the key itself), which
+        # spares the operator from repeating it here.
+        view = self.context.express_relay
+        value = view.searcher_pubkey() if view is not None else None
+        if not value:
             return None
         try:
             return Pubkey.from_string(value)

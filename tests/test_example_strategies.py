@@ -284,17 +284,22 @@ async def test_limo_taker_bids_with_take_order_and_is_accepted(
         assert int.from_bytes(bytes(take.data)[8:16], "little") == order.remaining_input_amount
 
 
-async def test_limo_taker_without_a_taker_stays_out(
+async def test_limo_taker_without_a_taker_takes_the_signing_key_from_the_view(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """With no taker key configured (and none offered by the view) no limo bid is made."""
+    """With no `taker` configured, limo_taker fills as the venue's signing key (the view gives
+    its public half), and the simulator accepts those bids."""
     running = await _run(er, "limo_taker", taker="")
     assert er.sim is not None
-    for _ in range(5):
-        er.sim.push_opportunity(program="limo")
-    await trio.sleep(2.0)
-    assert running.sink.intents == []
-    assert await running.bids() == []
+    pushed = [er.sim.push_opportunity(program="limo") for _ in range(10)]
+    expected = [o for o in pushed if running.strategy.price(o) is not None]
+    assert expected
+    rows = await running.wait_final(len(expected))
+    _assert_accepted(running, rows, "limo_taker")
+    for intent in running.sink.intents:
+        assert isinstance(intent, LimoBid)
+        (take,) = [ix for ix in intent.instructions if bytes(ix.data)[:8] == TAKE_ORDER]
+        assert str(take.accounts[0].pubkey) == str(er.signer.pubkey())
 
 
 # -- Express Relay on EVM: raw bids ---------------------------------------------------------------

@@ -702,3 +702,23 @@ async def test_rest_client_reads_status_and_secrets_and_reports_errors(
             await bad.secrets(order.order_hash)
         assert denied.value.status == 401
         assert "nope-nope-nope" not in str(denied.value)
+
+
+async def test_running_auctions_are_offered_again_as_their_price_falls(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """An order whose Dutch auction is running is offered again by the periodic sweep, with
+    no event: a strategy waiting for a price threshold sees the price move; an order whose
+    auction has ended is not offered again as a live one."""
+    async with harness(tmp_path) as h:
+        running = h.sim.create_order(auction_start=int(wall()), duration=180).order_hash
+        ended = h.sim.create_order(auction_start=int(wall()) - 1000, duration=180).order_hash
+        await until(lambda: bool(h.sink.of(running)) and bool(h.sink.of(ended)))
+        before_running, before_ended = len(h.sink.of(running)), len(h.sink.of(ended))
+        h.venue.sweep()
+        assert len(h.sink.of(running)) == before_running + 1
+        # The ended one is at most reported expired by the sweep, never re-offered as live.
+        assert all(not o.is_active for o in h.sink.of(ended)[before_ended:])
+        # The offered snapshot prices the auction at the time it is evaluated.
+        order = h.sink.of(running)[-1]
+        assert order.taking_amount_at(int(wall()) + 170) < order.taking_amount_at(int(wall()))

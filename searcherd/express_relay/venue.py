@@ -106,9 +106,13 @@ class _WarnBudget:
 class _View:
     """The read-only :class:`~searcherd.strategy.ExpressRelayView` handed to strategies."""
 
-    def __init__(self, chains: dict[str, ChainState], live: LiveOpportunities) -> None:
+    def __init__(
+        self, chains: dict[str, ChainState], live: LiveOpportunities, signer: Signer | None
+    ) -> None:
         self._chains = chains
         self._live = live
+        # Only the public half: strategies never get near the key itself.
+        self._pubkey = None if signer is None else str(signer.pubkey())
 
     def chain(self, chain_id: str) -> ChainState | None:
         """The latest blockhash and priority fee of an SVM chain, if one has arrived."""
@@ -117,6 +121,10 @@ class _View:
     def live_opportunities(self, chain_id: str | None = None) -> Sequence[Any]:
         """The opportunities currently live (not removed, not expired), oldest first."""
         return self._live.live(chain_id)
+
+    def searcher_pubkey(self) -> str | None:
+        """The public key bids are signed with, or None without a signer."""
+        return self._pubkey
 
 
 def _newest_bid_time(conn: sqlite3.Connection) -> float | None:
@@ -209,7 +217,7 @@ class ExpressRelayVenue:
         self._live = LiveOpportunities(
             swap_window=config.swap_auction_window, clock=trio.current_time
         )
-        self.view = _View(self._chains, self._live)
+        self.view = _View(self._chains, self._live, signer)
         self._tracker = RequestTracker(
             timeout=config.request_timeout, max_in_flight=config.max_in_flight_per_connection
         )

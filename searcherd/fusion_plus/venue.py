@@ -572,6 +572,16 @@ class FusionPlusVenue:
                 self._ours.discard(order_hash)
             else:
                 self._check_windows(order)
+        self._reoffer_running_auctions(at)
+
+    def _reoffer_running_auctions(self, received_at: float) -> None:
+        """Offer every order whose Dutch auction is running again: its price falls with time,
+        not with events, so a strategy waiting for a threshold must see it without one."""
+        now = self._clock()
+        for order in self._book.active():
+            auction = order.extension.auction if order.extension is not None else None
+            if auction is not None and auction.start_time <= now < auction.end_time:
+                self._sink.offer(VENUE, order, received_at)
 
     async def _app_ping_loop(self) -> None:
         # The app-level ping makes a quiet feed produce frames, so freshness stays provable.
