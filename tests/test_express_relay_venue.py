@@ -3,6 +3,7 @@ set, bad frames, health, and the request tracker's protocol quirks."""
 
 from __future__ import annotations
 
+import math
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -183,10 +184,11 @@ async def test_backfill_offers_what_is_live_at_connect(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Opportunities live before the venue connected come from the HTTP backfill."""
-    # Long lifetime: the store's worker-thread hop at start lets the autojump clock run ahead.
-    sim = await er.start(limo_lifetime=10_000.0)
+    # No expiry and a wide staleness cutoff: the store's worker-thread hops at start let the
+    # autojump clock jump ahead to the next timer, however far away it is.
+    sim = await er.start(limo_lifetime=math.inf)
     opp = sim.push_opportunity(program="limo")
-    venue = await er.start_venue()
+    venue = await er.start_venue(max_opportunity_age=1_000.0)
     assert _offered_ids(er) == [opp.opportunity_id]
     assert venue.view.live_opportunities("solana") == [opp]
 

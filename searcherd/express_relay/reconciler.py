@@ -212,11 +212,13 @@ class Reconciler:
         """
         if not self._authenticated:
             return 0
+        listed = {chain: await self._list_own(chain, since - _LIST_MARGIN) for chain in chains}
+        if not any(listed.values()):
+            return 0  # nothing to compare: spare the store a read
         known_ids = await known(since - _LIST_MARGIN)
         adopted = 0
-        for chain in chains:
-            listed = await self._list_own(chain, since - _LIST_MARGIN)
-            for signature, (server_id, item) in listed.items():
+        for chain, own in listed.items():
+            for signature, (server_id, item) in own.items():
                 if signature in known_ids or server_id in known_ids:
                     continue
                 if self._submitter.adopt(chain, server_id, signature, item):
