@@ -82,14 +82,26 @@ async def start_simulators(
     return config
 
 
+def _key(secret: Secret | None) -> str:
+    return "" if secret is None else secret.reveal()
+
+
 async def run_simulators(config: Config) -> None:
     """`searcherd simulate`: run the simulators alone and print how to connect, until stopped."""
     async with trio.open_nursery() as nursery:
         simulated = await start_simulators(nursery, config)
-        for name in ("express_relay", "fusion_plus"):
-            venue = getattr(simulated, name)
-            if venue.enabled:
-                key = venue.api_key.reveal() if venue.api_key is not None else ""
-                print(f"[{name}]\nws_url = \"{venue.ws_url}\"\nhttp_url = \"{venue.http_url}\"\n"
-                      f"# api key for this run: {key}", flush=True)  # fmt: skip
+        # A config snippet to paste: the simulators' endpoints and accounts. The keys are the
+        # simulators' own throwaway keys for this run, not anyone's secret.
+        er, fp = simulated.express_relay, simulated.fusion_plus
+        if er.enabled:
+            print(f"[express_relay]\nws_url = \"{er.ws_url}\"\nhttp_url = \"{er.http_url}\"\n"
+                  f"relayer_signer = \"{er.relayer_signer}\"\n"
+                  f"fee_receiver_relayer = \"{er.fee_receiver_relayer}\"\n"
+                  f"api_key = \"env:SIMULATED_EXPRESS_RELAY_KEY\"\n"
+                  f"# export SIMULATED_EXPRESS_RELAY_KEY={_key(er.api_key)}", flush=True)  # fmt: skip
+        if fp.enabled:
+            print(f"[fusion_plus]\nws_url = \"{fp.ws_url}\"\nhttp_url = \"{fp.http_url}\"\n"
+                  f"resolver_address = \"{fp.resolver_address}\"\n"
+                  f"api_key = \"env:SIMULATED_FUSION_PLUS_KEY\"\n"
+                  f"# export SIMULATED_FUSION_PLUS_KEY={_key(fp.api_key)}", flush=True)  # fmt: skip
         await trio.sleep_forever()
