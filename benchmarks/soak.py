@@ -41,33 +41,13 @@ from benchmarks._proc import rss_kb
 _ROOT: Final = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(_ROOT / "tests"))
 from _nothing_lost import StateDiff, compare_state, fetch_record  # noqa: E402
+from _real_time import EVERY_SWAP_STRATEGY, SIM_SCRIPT  # noqa: E402
 
-_SIM: Final = _ROOT / "tests" / "_er_simproc.py"
 _KEY_ENV: Final = "SOAK_ER_KEY"
 _REQUEST_TIMEOUT: Final = 2.0
 _START_WAIT: Final = 30.0
 _SETTLE_WAIT: Final = 180.0  # seconds for every auction to end and the table to agree
 _POLL: Final = 0.5
-
-_STRATEGY: Final = '''
-from searcherd import NoParams, Strategy, SwapBid, SwapOpportunity
-
-
-class EverySwap(Strategy[NoParams]):
-    """Bid 99% of the specified amount on every swap opportunity."""
-
-    name = "every_swap"
-    venues = ("express_relay",)
-
-    def on_opportunity(self, opportunity):
-        if not isinstance(opportunity, SwapOpportunity):
-            return None
-        if self.context.express_relay.chain(opportunity.chain_id) is None:
-            return None
-        tokens = opportunity.tokens
-        amount = getattr(tokens, "user_amount", None) or tokens.searcher_amount
-        return SwapBid(opportunity=opportunity, amount=max(1, amount * 99 // 100))
-'''
 
 
 class SoakError(Exception):
@@ -115,7 +95,7 @@ class _Lines:
 def _daemon_config(folder: Path, ready: dict[str, Any]) -> Path:
     strategies = folder / "strategies"
     strategies.mkdir()
-    (strategies / "every_swap.py").write_text(_STRATEGY, encoding="utf-8")
+    (strategies / "every_swap.py").write_text(EVERY_SWAP_STRATEGY, encoding="utf-8")
     tables = {
         "daemon": {"strategies_dir": "strategies", "shutdown_grace": 2.0},
         "log": {"level": "info", "format": "json"},
@@ -170,7 +150,7 @@ def soak(seconds: float, rate: float, faults_every: float, seed: int) -> int:
     with tempfile.TemporaryDirectory(prefix="searcherd-soak-") as tmp:
         folder = Path(tmp)
         sim = subprocess.Popen(
-            [sys.executable, str(_SIM), "--api-key-env", _KEY_ENV, "--seed", str(seed),
+            [sys.executable, str(SIM_SCRIPT), "--api-key-env", _KEY_ENV, "--seed", str(seed),
              "--fault-seed", str(seed), "--publish-every", str(1.0 / rate),
              "--faults-every", str(faults_every), "--request-timeout", str(_REQUEST_TIMEOUT)],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,

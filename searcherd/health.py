@@ -47,10 +47,12 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from searcherd._simnet import AsgiApp, RawBody
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-    from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, Scope
+    from hypercorn.typing import HTTPScope
 
     from searcherd.metrics import Metrics
 
@@ -62,6 +64,7 @@ _log = structlog.get_logger(__name__)
 _INT64_MIN = -(2**63)
 _UINT64_MAX = 2**64 - 1
 _JSON = b"application/json"
+_TEXT = b"text/plain; charset=utf-8"
 _OPTIONS = orjson.OPT_NON_STR_KEYS
 
 
@@ -144,64 +147,40 @@ async def serve_health(
         task_status.started(port)
 
 
-class _HealthApp:
-    """The ASGI app: two GET routes, everything else 404/405."""
+class _HealthApp(AsgiApp):
+    """The ASGI app: two GET routes, everything else 404/405; never cached."""
+
+    headers = ((b"cache-control", b"no-store"),)
 
     def __init__(self, snapshot: Callable[[], Mapping[str, Any]], metrics: Metrics) -> None:
         self._snapshot = snapshot
         self._metrics = metrics
-        self._routes: dict[str, Callable[[], tuple[int, bytes, bytes]]] = {
+        self._routes: dict[str, Callable[[], tuple[int, RawBody]]] = {
             "/healthz": self._healthz,
             "/metrics": self._metrics_text,
         }
 
-    async def __call__(
-        self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable
-    ) -> None:
-        if scope["type"] == "lifespan":
-            await _lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return  # no websockets here; hypercorn closes the connection
+    def route(self, scope: HTTPScope, body: bytes) -> tuple[int, bytes | RawBody]:
+        """Answer one request (the request body is ignored)."""
         route = self._routes.get(scope["path"])
-        headers: list[tuple[bytes, bytes]] = []
         if route is None:
-            status, body, content_type = 404, b"not found\n", b"text/plain; charset=utf-8"
-        elif scope["method"] != "GET":
-            status, body, content_type = 405, b"method not allowed\n", b"text/plain; charset=utf-8"
-            headers.append((b"allow", b"GET"))
-        else:
-            status, body, content_type = route()
-        headers += [
-            (b"content-type", content_type),
-            (b"content-length", str(len(body)).encode()),
-            (b"cache-control", b"no-store"),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": body, "more_body": False})
+            return 404, b"not found\n"
+        if scope["method"] != "GET":
+            return 405, RawBody(b"method not allowed\n", _TEXT, ((b"allow", b"GET"),))
+        return route()
 
-    def _healthz(self) -> tuple[int, bytes, bytes]:
+    def _healthz(self) -> tuple[int, RawBody]:
         try:
             snap = self._snapshot()
             body = encode_snapshot(snap)
         except Exception as exc:  # a broken snapshot is a 500, never a dead listener
             _log.error("health_snapshot_failed", error=repr(exc))
-            return 500, orjson.dumps({"healthy": False, "error": "snapshot failed"}), _JSON
-        return (200 if snap.get("healthy") is True else 503), body, _JSON
+            return 500, RawBody(orjson.dumps({"healthy": False, "error": "snapshot failed"}), _JSON)
+        return (200 if snap.get("healthy") is True else 503), RawBody(body, _JSON)
 
-    def _metrics_text(self) -> tuple[int, bytes, bytes]:
-        return 200, generate_latest(self._metrics.registry), CONTENT_TYPE_LATEST.encode()
-
-
-async def _lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-    """Acknowledge hypercorn's startup and shutdown; there is nothing to set up."""
-    while True:
-        message = await receive()
-        if message["type"] == "lifespan.startup":
-            await send({"type": "lifespan.startup.complete"})
-        elif message["type"] == "lifespan.shutdown":
-            await send({"type": "lifespan.shutdown.complete"})
-            return
+    def _metrics_text(self) -> tuple[int, RawBody]:
+        data = generate_latest(self._metrics.registry)
+        return 200, RawBody(data, CONTENT_TYPE_LATEST.encode())
 
 
 def encode_snapshot(snapshot: Mapping[str, Any]) -> bytes:

@@ -17,7 +17,10 @@ from searcherd import app, cli
 class _SlowDrainDaemon(app.Daemon):
     """A Daemon whose in-flight work never settles within the grace period."""
 
-    async def _drain(self) -> None:
+    async def _shut_down(self) -> None:
+        # The real shutdown (STOPPING, `daemon_stopping`, venues drained at once with nothing
+        # in flight), then the rest of the grace period as if a bid never settled.
+        await super()._shut_down()
         await trio.sleep(self.config.daemon.shutdown_grace)
 
 

@@ -103,6 +103,13 @@ async def wait_closed(ws: WebSocketConnection) -> None:
         await ws.get_message()
 
 
+async def greet_then_wait(request: WebSocketRequest, n: int) -> None:
+    """Accept, send "hello <n>", then stay quiet until the client closes."""
+    ws = await request.accept()
+    await ws.send_message(f"hello {n}")
+    await wait_closed(ws)
+
+
 class Recorder:
     """Collects frames and link events of one Connection."""
 
@@ -276,12 +283,7 @@ async def test_silent_server_is_dropped_after_liveness_window(
 ) -> None:
     """With active pings off, no frame for liveness_window ends the link."""
 
-    async def script(request: WebSocketRequest, n: int) -> None:
-        ws = await request.accept()
-        await ws.send_message(f"hello {n}")
-        await wait_closed(ws)
-
-    server = await start_server(nursery, script)
+    server = await start_server(nursery, greet_then_wait)
     rec = Recorder()
     conn = make(server.url, rec, ping_interval=0, liveness_window=20)
     with capture_logs() as logs:
@@ -298,12 +300,7 @@ async def test_answered_pings_keep_a_quiet_link_alive(
 ) -> None:
     """Pongs count as liveness: a quiet server that answers pings is never dropped."""
 
-    async def script(request: WebSocketRequest, n: int) -> None:
-        ws = await request.accept()
-        await ws.send_message("hello")
-        await wait_closed(ws)
-
-    server = await start_server(nursery, script)
+    server = await start_server(nursery, greet_then_wait)
     rec = Recorder()
     conn = make(server.url, rec, ping_interval=5, ping_timeout=2, liveness_window=8)
     nursery.start_soon(conn.run)
@@ -573,12 +570,7 @@ async def test_cancellation_closes_promptly_with_a_close_frame(
 ) -> None:
     """Cancelling run() sends a normal close to the server and returns within disconnect_timeout."""
 
-    async def script(request: WebSocketRequest, n: int) -> None:
-        ws = await request.accept()
-        await ws.send_message("hello")
-        await wait_closed(ws)
-
-    server = await start_server(nursery, script)
+    server = await start_server(nursery, greet_then_wait)
     rec = Recorder()
     conn = make(server.url, rec)
     async with trio.open_nursery() as inner:

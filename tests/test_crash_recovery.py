@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import signal
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -25,6 +24,7 @@ from searcherd.queries import list_bids
 
 sys.path.insert(0, str(Path(__file__).parent))
 from _nothing_lost import assert_state_matches_simulator, compare_state, fetch_record
+from _real_time import EVERY_SWAP_STRATEGY, SIM_SCRIPT, wait_until
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -32,45 +32,9 @@ if TYPE_CHECKING:
     from _nothing_lost import SimBid
     from conftest import Child
 
-_SIM: Final = Path(__file__).with_name("_er_simproc.py")
 _KEY_ENV: Final = "ER_SIM_KEY"
 _KEY: Final = "crash-test-key-0123456789"
 _WAIT: Final = 30.0  # deadline of any single wait
-_POLL: Final = 0.05
-
-# A plain strategy file, as a user would drop it into strategies/.
-_STRATEGY: Final = '''
-from searcherd import NoParams, Strategy, SwapBid, SwapOpportunity
-
-
-class EverySwap(Strategy[NoParams]):
-    """Bid 99% of the specified amount on every swap opportunity."""
-
-    name = "every_swap"
-    venues = ("express_relay",)
-
-    def on_opportunity(self, opportunity):
-        if not isinstance(opportunity, SwapOpportunity):
-            return None
-        view = self.context.express_relay
-        if view.chain(opportunity.chain_id) is None:
-            return None
-        tokens = opportunity.tokens
-        amount = getattr(tokens, "user_amount", None) or tokens.searcher_amount
-        return SwapBid(opportunity=opportunity, amount=max(1, amount * 99 // 100))
-'''
-
-
-def _wait_until(check: Callable[[], Any], what: str, timeout: float = _WAIT) -> Any:
-    """Poll ``check`` until it returns something truthy and return that (bounded)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(_POLL)
 
 
 class _Sim:
@@ -100,7 +64,7 @@ class _Sim:
 def _daemon_config(write_config: Callable[..., Path], tmp_path: Path, sim: _Sim) -> Path:
     strategies = tmp_path / "strategies"
     strategies.mkdir(exist_ok=True)
-    (strategies / "every_swap.py").write_text(_STRATEGY, encoding="utf-8")
+    (strategies / "every_swap.py").write_text(EVERY_SWAP_STRATEGY, encoding="utf-8")
     info = sim.info
     return write_config(
         daemon={"strategies_dir": "strategies", "shutdown_grace": 1.0},
@@ -128,7 +92,7 @@ def _daemon_config(write_config: Callable[..., Path], tmp_path: Path, sim: _Sim)
 def sim(spawn: Callable[..., Child], monkeypatch: pytest.MonkeyPatch) -> _Sim:
     """The simulator process, publishing a swap opportunity every 0.1 s."""
     monkeypatch.setenv(_KEY_ENV, _KEY)
-    return _Sim(spawn(str(_SIM), "--api-key-env", _KEY_ENV, "--publish-every", "0.1"))
+    return _Sim(spawn(str(SIM_SCRIPT), "--api-key-env", _KEY_ENV, "--publish-every", "0.1"))
 
 
 def _sent_rows(state: Path) -> list[dict[str, Any]]:
@@ -165,8 +129,10 @@ def test_sigkill_mid_bidding_then_restart_recovers_every_bid(
     sim.toggle(signal.SIGUSR2, "quiet", on=True)
     # Every bid the simulator accepted reaches the table before the kill here; a bid sent
     # within the store's last commit window is the case tested below.
-    _wait_until(
-        lambda: len(_sent_rows(state)) >= len(sim.record()) >= 8, "the accepted bids in the table"
+    wait_until(
+        lambda: len(_sent_rows(state)) >= len(sim.record()) >= 8,
+        "the accepted bids in the table",
+        _WAIT,
     )
     in_flight = [row for row in list_bids(state, limit=100_000) if row["server_bid_id"] is None]
     assert in_flight, "no bid was awaiting its answer at the kill"
@@ -178,13 +144,13 @@ def test_sigkill_mid_bidding_then_restart_recovers_every_bid(
     restored = restarted.wait_for_event("bids_restored", timeout=_WAIT)
     assert restored["count"] >= len(in_flight)
     restarted.wait_for_event("daemon_ready", timeout=_WAIT)
-    final = _wait_until(sim.all_final, "every auction to end")
+    final = wait_until(sim.all_final, "every auction to end", _WAIT)
 
     def agrees() -> bool:
         return compare_state(state, final).ok
 
     # The last statuses come by the reconciler's polling; wait until the table agrees.
-    _wait_until(agrees, f"the table to agree: {compare_state(state, final).describe()}")
+    wait_until(agrees, f"the table to agree: {compare_state(state, final).describe()}", _WAIT)
     diff = assert_state_matches_simulator(state, final)
     assert diff.sim_bids == diff.sim_final >= 8
     assert "reconcile_matched_by_signature" in restarted.events()
@@ -210,12 +176,12 @@ def test_bid_sent_in_the_last_commit_window_is_recovered(
     daemon.wait_for_event("daemon_ready", timeout=_WAIT)
     _wait_for_bids_sent(daemon, 3)
     sim.toggle(signal.SIGUSR2, "quiet", on=True)
-    _wait_until(lambda: len(sim.record()) >= 3, "the simulator to accept the bids")
+    wait_until(lambda: len(sim.record()) >= 3, "the simulator to accept the bids", _WAIT)
     daemon.proc.kill()
     daemon.wait()
     restarted = spawn("-m", "searcherd", "run", "-c", str(config))
     restarted.wait_for_event("daemon_ready", timeout=_WAIT)
-    record = _wait_until(sim.all_final, "every auction to end")
+    record = wait_until(sim.all_final, "every auction to end", _WAIT)
     # Ready means the restart's reconciliation has run: whatever it recovers is there now.
     diff = compare_state(tmp_path / "state" / "searcherd.db", record)
     assert not diff.missing, diff.describe()

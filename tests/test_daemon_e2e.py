@@ -1,7 +1,7 @@
 """End to end: a real `searcherd run` process against an Express Relay simulator process.
 
-Each test starts `_sim_process.py` (the simulator in a process of its own, random flow off,
-driven through its control endpoint) and `python -m searcherd run -c <config>` pointed at it,
+Each test starts `_er_simproc.py` (the simulator in a process of its own, random flow off, every
+bid won, driven through its control endpoint) and `python -m searcherd run -c <config>` pointed at it,
 then watches what an operator's tools see: the systemd notify datagrams (on an AF_UNIX datagram
 socket in `tmp_path` named by `NOTIFY_SOCKET`), `/healthz`, `searcherd status` and `/metrics`.
 
@@ -27,12 +27,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _real_time import SIM_SCRIPT, free_port, wait_until
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
     from conftest import Child
 
-_SIM = Path(__file__).with_name("_sim_process.py")
 _LIVENESS = 2.0  # [express_relay] liveness_window of the daemon under test
 _WATCHDOG_USEC = 1_000_000  # so the daemon pings every 0.5 s
 _WAIT = 15.0  # deadline of any single wait: generous, yet a hang fails quickly
@@ -64,25 +66,6 @@ class BidEverySwap(Strategy[NoParams]):
 
 
 # -- helpers --------------------------------------------------------------------------------
-
-
-def _wait_until(check: Callable[[], Any], what: str, timeout: float = _WAIT) -> Any:
-    """Poll `check` until it returns something truthy; return that. Fails after `timeout`."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(_POLL)
-
-
-def _free_port() -> int:
-    """A TCP port free on loopback right now (the daemon binds it a moment later)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class NotifySocket:
@@ -132,7 +115,7 @@ class NotifySocket:
                     return index + 1  # truthy even for index 0
             return None
 
-        return int(_wait_until(find, f"{field} after datagram {after}", timeout)) - 1
+        return int(wait_until(find, f"{field} after datagram {after}", timeout)) - 1
 
     def sync(self) -> None:
         """Wait until every datagram sent so far has been read: datagrams on one AF_UNIX socket
@@ -198,10 +181,11 @@ class Sim:
 
 @pytest.fixture
 def start_sim(spawn: Callable[..., Child]) -> Callable[..., Sim]:
-    """A function `(*args) -> Sim` starting `_sim_process.py` with those arguments."""
+    """A function `(*args) -> Sim` starting `_er_simproc.py` with those arguments (and
+    every bid won, chain updates every 0.1 s)."""
 
     def start(*args: str) -> Sim:
-        return Sim(spawn(str(_SIM), *args))
+        return Sim(spawn(str(SIM_SCRIPT), "--won-only", "--chain-update-interval", "0.1", *args))
 
     return start
 
@@ -257,7 +241,7 @@ class Daemon:
 
     def wait_health(self, code: int) -> dict[str, Any]:
         """Wait until /healthz answers `code`; return its JSON body."""
-        _wait_until(lambda: self.health_code() == code, f"/healthz {code}")
+        wait_until(lambda: self.health_code() == code, f"/healthz {code}", _WAIT)
         body: dict[str, Any] = self.get("/healthz").json()
         return body
 
@@ -297,7 +281,7 @@ def start_daemon(
     daemons: list[Daemon] = []
 
     def start(sim: Sim) -> Daemon:
-        port = _free_port()
+        port = free_port()
         config = _write_daemon_config(write_config, tmp_path, sim, port)
         child = spawn("-m", "searcherd", "run", "-c", str(config))
         child.wait_for_event("daemon_ready")
@@ -370,7 +354,7 @@ def test_stalled_feed_withholds_watchdog_and_fails_health_until_it_recovers(
     assert daemon.status() == 3
     # Still withheld: no ping for at least three watchdog intervals (1.5 s) past the withholding
     # (the health checks above usually take that long already; otherwise wait out the rest).
-    _wait_until(lambda: time.monotonic() > withheld_at + 1.5, "three watchdog intervals")
+    wait_until(lambda: time.monotonic() > withheld_at + 1.5, "three watchdog intervals", _WAIT)
     assert notify.pings_after(withheld_at) == 0
 
     mark = len(notify.received)
@@ -421,13 +405,16 @@ def test_metrics_count_what_the_simulator_sent_and_received(
     pushed = 6
     sim.call("POST", f"/push?count={pushed}&program=swap")
 
-    _wait_until(lambda: sim.state()["bids"] >= pushed, "the simulator to receive every bid")
-    state = _wait_until(
-        lambda: (s := sim.state())["final"].get("won") == pushed and s, "every bid to be won"
+    wait_until(lambda: sim.state()["bids"] >= pushed, "the simulator to receive every bid", _WAIT)
+    state = wait_until(
+        lambda: (s := sim.state())["final"].get("won") == pushed and s,
+        "every bid to be won",
+        _WAIT,
     )
-    metrics = _wait_until(
+    metrics = wait_until(
         lambda: (m := daemon.metrics()).get("searcherd_bids_final_total") == pushed and m,
         "the daemon to see every bid won",
+        _WAIT,
     )
     assert state["published"] == pushed
     assert state["bids"] == pushed

@@ -16,7 +16,11 @@ from searcherd.store import BidRecord
 if TYPE_CHECKING:
     from conftest import ErHarness
 
+    from searcherd.express_relay.simulator import ExpressRelaySimulator
     from searcherd.express_relay.venue import ExpressRelayVenue
+
+
+SLOW = Timings(auction=1000.0, step=1000.0, expire=5000.0)
 
 
 async def _limo_bid(er: ErHarness, venue: ExpressRelayVenue) -> str:
@@ -27,6 +31,17 @@ async def _limo_bid(er: ErHarness, venue: ExpressRelayVenue) -> str:
     await er.wait_until(lambda: len(er.sink.offers) > before)
     _, opp, received_at = er.sink.offers[-1]
     return venue._submitter.submit("strat", LimoBid(opportunity=opp, amount=500), received_at)
+
+
+async def _pending_limo_bid(
+    er: ErHarness, **venue_options: Any
+) -> tuple[ExpressRelaySimulator, ExpressRelayVenue, str]:
+    """A slow simulator, a venue and one limo bid the server has answered with ``pending``."""
+    sim = await er.start(timings=SLOW)
+    venue = await er.start_venue(**venue_options)
+    local_id = await _limo_bid(er, venue)
+    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    return sim, venue, local_id
 
 
 def _server_id(er: ErHarness, local_id: str) -> str:
@@ -43,17 +58,11 @@ async def _history(er: ErHarness, local_id: str) -> list[tuple[Any, ...]]:
     )
 
 
-SLOW = Timings(auction=1000.0, step=1000.0, expire=5000.0)
-
-
 async def test_status_changed_during_an_outage_is_recorded_after_reconnect(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     """A status the server set while the socket was down arrives by HTTP after the reconnect."""
-    sim = await er.start(timings=SLOW)
-    venue = await er.start_venue()
-    local_id = await _limo_bid(er, venue)
-    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim, venue, local_id = await _pending_limo_bid(er)
     sim.drop_all_connections()
     # The connection is marked closed at once, so this change is never pushed.
     sim.set_bid_status(_server_id(er, local_id), BidStatus("won", "sig-1"))
@@ -67,10 +76,7 @@ async def test_status_changed_during_an_outage_is_recorded_after_reconnect(
 async def test_silent_bid_is_polled(er: ErHarness, autojump_clock: trio.testing.MockClock) -> None:
     """A bid whose pushes can no longer reach us (posted on an earlier link) is polled after
     ``reconcile_interval`` of silence."""
-    sim = await er.start(timings=SLOW)
-    venue = await er.start_venue(reconcile_interval=5.0)
-    local_id = await _limo_bid(er, venue)
-    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim, venue, local_id = await _pending_limo_bid(er, reconcile_interval=5.0)
     sim.drop_all_connections()
     await er.wait_until(lambda: venue.snapshot()["reconnects"] >= 1)
     with trio.fail_after(300):
@@ -86,10 +92,7 @@ async def test_restart_reconciles_bids_of_the_previous_run(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     """Non-final bids in the state table are followed again after a restart and reconciled."""
-    sim = await er.start(timings=SLOW)
-    venue = await er.start_venue()
-    local_id = await _limo_bid(er, venue)
-    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim, venue, local_id = await _pending_limo_bid(er)
     server_id = _server_id(er, local_id)
     await er.store.flush()
     er.stop_venue()  # the daemon stops; the bid is still pending in the table

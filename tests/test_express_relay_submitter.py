@@ -22,6 +22,7 @@ from searcherd.express_relay.simulator import Timings
 if TYPE_CHECKING:
     from conftest import ErHarness
 
+    from searcherd.express_relay.simulator import ExpressRelaySimulator
     from searcherd.express_relay.venue import ExpressRelayVenue
 
 EVM_CHAIN = "op_sepolia"
@@ -62,6 +63,17 @@ async def _bid(er: ErHarness, venue: ExpressRelayVenue, program: str, **kw: Any)
 async def _final(er: ErHarness, local_id: str) -> Any:
     await er.wait_until(lambda: (u := er.sink.last(local_id)) is not None and u.is_final)
     return er.sink.last(local_id)
+
+
+async def _pending_limo_bid(
+    er: ErHarness,
+) -> tuple[ExpressRelaySimulator, ExpressRelayVenue, str]:
+    """A simulator with a 50 s auction, a venue and one limo bid still ``pending``."""
+    sim = await er.start(outcomes={"won": 1.0}, timings=Timings(auction=50.0))
+    venue = await er.start_venue()
+    local_id = await _bid(er, venue, "limo")
+    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    return sim, venue, local_id
 
 
 def _server_id(er: ErHarness, local_id: str) -> str:
@@ -147,10 +159,7 @@ async def test_failed_with_null_reason_is_final(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     """``failed`` with ``reason: null`` (allowed by the server) ends the bid like any failure."""
-    sim = await er.start(outcomes={"won": 1.0}, timings=Timings(auction=50.0))
-    venue = await er.start_venue()
-    local_id = await _bid(er, venue, "limo")
-    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim, _venue, local_id = await _pending_limo_bid(er)
     sim.set_bid_status(_server_id(er, local_id), BidStatus("failed", "sig", reason=None))
     final = await _final(er, local_id)
     assert final.status == "failed"
@@ -357,10 +366,7 @@ async def test_unknown_status_is_kept_not_applied(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
     """An unknown status type is counted and recorded unapplied; the bid stays open."""
-    sim = await er.start(outcomes={"won": 1.0}, timings=Timings(auction=50.0))
-    venue = await er.start_venue()
-    local_id = await _bid(er, venue, "limo")
-    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
+    sim, venue, local_id = await _pending_limo_bid(er)
     sim.send_unknown_status(_server_id(er, local_id))
     await er.wait_until(
         lambda: er.metrics.unknown_messages.labels("express_relay", "status")._value.get() == 1

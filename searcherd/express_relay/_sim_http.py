@@ -12,24 +12,24 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import orjson
 from solders.transaction import VersionedTransaction
 
+from searcherd._simnet import AsgiApp
+
 from ._sim_codec import ClientFrameError, bid_status_to_json, decode_wire_bid, opportunity_to_json
 from .messages import EvmBidWire
 
 if TYPE_CHECKING:
+    from hypercorn.typing import HTTPScope
+
     from .simulator import ExpressRelaySimulator
 
 __all__ = ["HttpApp"]
 
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _STATUS_BY_ERROR = {
     "Unauthorized": 401,
     "Forbidden": 403,
@@ -39,45 +39,14 @@ _STATUS_BY_ERROR = {
 }
 
 
-class HttpApp:
+class HttpApp(AsgiApp):
     """ASGI application serving the simulator's HTTP endpoints."""
 
     def __init__(self, sim: ExpressRelaySimulator) -> None:
         self._sim = sim
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """ASGI entry point (HTTP and lifespan)."""
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        body = b""
-        while True:
-            event = await receive()
-            body += event.get("body", b"")
-            if not event.get("more_body"):
-                break
-        status, payload = self._route(scope, body)
-        if isinstance(payload, bytes):  # plain text
-            ctype, data = b"text/plain; charset=utf-8", payload
-        else:
-            ctype, data = b"application/json", orjson.dumps(payload)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [(b"content-type", ctype), (b"content-length", str(len(data)).encode())],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
-
-    def _route(self, scope: Scope, body: bytes) -> tuple[int, Any]:
+    def route(self, scope: HTTPScope, body: bytes) -> tuple[int, Any]:
+        """Authenticate, then answer one request (plain text where the server sends text)."""
         headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
         ok, _key, profile_id = self._sim.authenticate(headers.get(b"authorization"))
         if not ok:

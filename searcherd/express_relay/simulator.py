@@ -27,10 +27,9 @@ from typing import TYPE_CHECKING, Final
 
 import structlog
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 from solders.transaction import VersionedTransaction
-from trio_websocket import WebSocketRequest, WebSocketServer
+
+from searcherd._simnet import start_servers
 
 from . import _sim_state as st
 from ._sim_codec import (
@@ -42,7 +41,7 @@ from ._sim_codec import (
     encode_server_message,
     untagged_bid_error,
 )
-from ._sim_conn import CONNECTION_GONE, FaultListener, FaultStream, SimConnection
+from ._sim_conn import SimConnection
 from ._sim_faults import SimFaults
 from ._sim_http import HttpApp
 from ._sim_state import BidRecord, SimulatorConfig, Timings
@@ -64,7 +63,11 @@ from .messages import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Callable
+
+    from trio_websocket import WebSocketRequest
+
+    from searcherd._simnet import FaultStream
 
 __all__ = ["BidRecord", "ExpressRelaySimulator", "SimulatorConfig", "Timings", "serve"]
 
@@ -115,34 +118,24 @@ class ExpressRelaySimulator(SimFaults):
         self.program_id = self._svm.program_id  # per SVM chain id
         self._limo_router = {c: str(self._svm.limo_router(c)) for c in self._chains}
         self._slot = 334_000_000
-        self._listener: FaultListener | None = None
         self._init_faults()
 
     # ------------------------------------------------------------------ startup
 
     async def _start(self) -> None:
         cfg = self.config
-        inner = (await trio.open_tcp_listeners(cfg.ws_port, host=cfg.host))[0]
-        self._listener = FaultListener(inner)
-        server = WebSocketServer(
-            self._handle_ws,
-            [self._listener],  # type: ignore[list-item]  # any trio Listener works at runtime
-            max_message_size=64 * 1024 * 1024,
-            connect_timeout=10,
-            disconnect_timeout=5,
+        servers = await start_servers(
+            self._nursery,
+            host=cfg.host,
+            ws_port=cfg.ws_port,
+            http_port=cfg.http_port,
+            ws_path="/v1/ws",
+            label="er_sim",
+            serve_ws=self._serve_request,
+            http_app=HttpApp(self),
+            internal_errors=self.internal_errors,
         )
-        await self._nursery.start(server.run)
-        self.ws_url = f"ws://{cfg.host}:{self._listener.port}/v1/ws"
-        hc = HypercornConfig()
-        hc.bind = [f"{cfg.host}:{cfg.http_port}"]
-        hc.accesslog = None
-        hc.errorlog = None
-        # Long idle keep-alive: under a jumping test clock a 5 s timeout races reused connections.
-        hc.keep_alive_timeout = 300
-        # HttpApp is a plain ASGI callable; hypercorn's type names every scope/event TypedDict.
-        app = partial(hypercorn_serve, HttpApp(self), hc, mode="asgi")  # type: ignore[arg-type]
-        binds = await self._nursery.start(app)
-        self.http_url = binds[0]
+        self.ws_url, self.http_url = servers.ws_url, servers.http_url
         for chain in cfg.svm_chains:
             self._nursery.start_soon(self._chain_update_loop, chain)
         if cfg.opportunity_interval > 0:
@@ -175,17 +168,6 @@ class ExpressRelaySimulator(SimFaults):
         self._api_keys.discard(key)
 
     # ------------------------------------------------------------------ WebSocket
-
-    async def _handle_ws(self, request: WebSocketRequest) -> None:
-        assert self._listener is not None
-        stream = self._listener.streams.pop(str(request.remote), None)
-        try:
-            await self._serve_request(request, stream)
-        except CONNECTION_GONE:
-            pass
-        except Exception as e:  # a simulator bug must never take the whole server down
-            self.internal_errors.append(e)
-            log.exception("er_sim_handler_crashed")
 
     async def _serve_request(self, request: WebSocketRequest, stream: FaultStream | None) -> None:
         headers = {k.lower(): v.decode("latin-1") for k, v in request.headers}
@@ -224,28 +206,13 @@ class ExpressRelaySimulator(SimFaults):
             self._ip_counts[ip] += 1
         log.info("er_sim_connected", conn=conn.conn_id, authenticated=key is not None)
         try:
-            with conn.cancel_scope:
-                async with trio.open_nursery() as n:
-                    conn.nursery = n
-                    n.start_soon(self._guard, conn, conn.write_loop)
-                    ping = partial(conn.ping_loop, self.config.ping_interval, self.key_valid)
-                    n.start_soon(self._guard, conn, ping)
-                    await self._guard(conn, partial(self._read_loop, conn))
+            ping = partial(conn.ping_loop, self.config.ping_interval, self.key_valid)
+            await conn.run(partial(self._read_loop, conn), ping)
         finally:
-            conn.closed = True
             del self.connections[conn.conn_id]
             if ip:
                 self._ip_counts[ip] -= 1
             log.info("er_sim_disconnected", conn=conn.conn_id)
-
-    async def _guard(self, conn: SimConnection, fn: Callable[[], Awaitable[object]]) -> None:
-        # When any of a connection's loops ends (peer gone, drop), the whole connection ends.
-        try:
-            await fn()
-        except CONNECTION_GONE:
-            pass
-        finally:
-            conn.cancel_scope.cancel()
 
     async def _read_loop(self, conn: SimConnection) -> None:
         in_flight = trio.Semaphore(_MAX_IN_FLIGHT)

@@ -8,58 +8,29 @@ the status a client must handle: 401 for a bad key, 404 for an unknown order, 40
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-import orjson
+from searcherd._simnet import AsgiApp
 
 if TYPE_CHECKING:
+    from hypercorn.typing import HTTPScope
+
     from searcherd.fusion_plus.simulator import FusionPlusSimulator
 
 __all__ = ["HttpApp"]
 
-_Scope = MutableMapping[str, Any]
-_Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-_Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 _PREFIX = ["orders", "v1.2", "order"]
 
 
-class HttpApp:
+class HttpApp(AsgiApp):
     """ASGI application serving the simulator's REST endpoints."""
 
     def __init__(self, sim: FusionPlusSimulator) -> None:
         self._sim = sim
 
-    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
-        """ASGI entry point (HTTP and lifespan)."""
-        if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
-        if scope["type"] != "http":
-            return
-        while (await receive()).get("more_body"):
-            pass
-        status, payload = self._route(scope)
-        data = orjson.dumps(payload)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(data)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": data})
-
-    def _route(self, scope: _Scope) -> tuple[int, Any]:
+    def route(self, scope: HTTPScope, body: bytes) -> tuple[int, Any]:
+        """Authenticate, record the path, then answer one request (the body is never needed)."""
         headers = {k.lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if not self._sim.authorized(headers.get(b"authorization")):
             return 401, {"error": "Unauthorized"}

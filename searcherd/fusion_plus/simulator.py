@@ -36,12 +36,9 @@ import attrs
 import orjson
 import structlog
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
-from trio_websocket import WebSocketRequest, WebSocketServer
 
+from searcherd._simnet import SimPeer, start_servers
 from searcherd.fusion_plus._sim_http import HttpApp
-from searcherd.fusion_plus._sim_net import CONNECTION_GONE, FaultListener, SimClient
 from searcherd.fusion_plus._sim_orders import SimFill, SimOrder, make_order
 from searcherd.fusion_plus.messages import (
     ActiveOrdersPage,
@@ -63,6 +60,10 @@ from searcherd.fusion_plus.messages import (
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from trio_websocket import WebSocketRequest
+
+    from searcherd._simnet import FaultStream
 
 __all__ = [
     "WS_PATH",
@@ -121,7 +122,7 @@ class FusionPlusSimulator:
         #: Every event pushed, in order, and how many were pushed while no client listened.
         self.events: list[FusionEvent] = []
         self.missed_events = 0
-        self.clients: dict[int, SimClient] = {}
+        self.clients: dict[int, SimPeer] = {}
         self.connections_accepted = 0
         self.rpc_requests: list[dict[str, Any]] = []
         self.http_requests: list[str] = []
@@ -131,32 +132,24 @@ class FusionPlusSimulator:
         self._rng = random.Random(f"{config.seed}:orders")
         self._flow_rng = random.Random(f"{config.seed}:flow")
         self._ids = itertools.count(1)
-        self._listener: FaultListener | None = None
         self._refuse: int | None = None
 
     # ------------------------------------------------------------------ startup
 
     async def _start(self) -> None:
         cfg = self.config
-        inner = (await trio.open_tcp_listeners(cfg.ws_port, host=cfg.host))[0]
-        self._listener = FaultListener(inner)
-        server = WebSocketServer(
-            self._handle_ws,
-            [self._listener],  # type: ignore[list-item]  # any trio Listener works at runtime
-            max_message_size=64 * 1024 * 1024,
-            connect_timeout=10,
-            disconnect_timeout=5,
+        servers = await start_servers(
+            self._nursery,
+            host=cfg.host,
+            ws_port=cfg.ws_port,
+            http_port=cfg.http_port,
+            ws_path=WS_PATH,
+            label="fusion_sim",
+            serve_ws=self._serve_request,
+            http_app=HttpApp(self),
+            internal_errors=self.internal_errors,
         )
-        await self._nursery.start(server.run)
-        self.ws_url = f"ws://{cfg.host}:{self._listener.port}{WS_PATH}"
-        hc = HypercornConfig()
-        hc.bind = [f"{cfg.host}:{cfg.http_port}"]
-        hc.accesslog = None
-        hc.errorlog = None
-        # HttpApp is a plain ASGI callable; hypercorn's type names every scope/event TypedDict.
-        app = partial(hypercorn_serve, HttpApp(self), hc, mode="asgi")  # type: ignore[arg-type]
-        binds = await self._nursery.start(app)
-        self.http_url = binds[0]
+        self.ws_url, self.http_url = servers.ws_url, servers.http_url
         if cfg.flow_interval > 0:
             self._nursery.start_soon(self._flow_loop)
         _log.info("fusion_sim_started", ws_url=self.ws_url, http_url=self.http_url)
@@ -184,18 +177,7 @@ class FusionPlusSimulator:
 
     # ------------------------------------------------------------------ WebSocket
 
-    async def _handle_ws(self, request: WebSocketRequest) -> None:
-        assert self._listener is not None
-        stream = self._listener.streams.pop(str(request.remote), None)
-        try:
-            await self._serve_request(request, stream)
-        except CONNECTION_GONE:
-            pass
-        except Exception as exc:  # a simulator bug must never take the whole server down
-            self.internal_errors.append(exc)
-            _log.exception("fusion_sim_handler_crashed")
-
-    async def _serve_request(self, request: WebSocketRequest, stream: Any) -> None:
+    async def _serve_request(self, request: WebSocketRequest, stream: FaultStream | None) -> None:
         headers = {k.lower(): v.decode("latin-1") for k, v in request.headers}
         json_type = [(b"content-type", b"application/json")]
         if request.path.split("?")[0].rstrip("/") != WS_PATH:
@@ -210,36 +192,25 @@ class FusionPlusSimulator:
             return
         key = self._key_of(headers.get(b"authorization"))
         ws = await request.accept()
-        client = SimClient(next(self._ids), ws, stream, self.config.client_queue)
-        self.clients[client.client_id] = client
+        client = SimPeer(
+            next(self._ids), ws, stream, self.config.client_queue, label="fusion_sim_client"
+        )
+        self.clients[client.peer_id] = client
         self.connections_accepted += 1
-        _log.info("fusion_sim_connected", client=client.client_id)
+        _log.info("fusion_sim_connected", client=client.peer_id)
         try:
-            with client.cancel_scope:
-                async with trio.open_nursery() as nursery:
-                    nursery.start_soon(self._guard, client, client.write_loop)
-                    await self._guard(client, partial(self._read_loop, client, key))
+            await client.run(partial(self._read_loop, client, key))
         finally:
-            client.closed = True
-            del self.clients[client.client_id]
-            _log.info("fusion_sim_disconnected", client=client.client_id)
+            del self.clients[client.peer_id]
+            _log.info("fusion_sim_disconnected", client=client.peer_id)
 
-    async def _guard(self, client: SimClient, fn: Callable[[], Any]) -> None:
-        # When either loop of a client ends (peer gone, dropped), the whole client ends.
-        try:
-            await fn()
-        except CONNECTION_GONE:
-            pass
-        finally:
-            client.cancel_scope.cancel()
-
-    async def _read_loop(self, client: SimClient, key: str | None) -> None:
+    async def _read_loop(self, client: SimPeer, key: str | None) -> None:
         while True:
             frame = await client.ws.get_message()
             try:
                 doc = orjson.loads(frame)
             except orjson.JSONDecodeError:
-                _log.info("fusion_sim_bad_request", client=client.client_id)
+                _log.info("fusion_sim_bad_request", client=client.peer_id)
                 continue
             if not isinstance(doc, dict) or not isinstance(doc.get("method"), str):
                 continue
