@@ -10,6 +10,13 @@ responses and status pushes are decoded and dropped.
 
 Building and signing stay in the floor on purpose: every bid needs them, so a floor without
 them would measure the cost of a valid bid as daemon overhead.
+
+So does the server's cap of 150 ``post_bid`` requests in flight per connection: the real server
+stops reading the socket at the cap, and with it stops forwarding opportunities and answering
+pings, so any client fit for it keeps below the cap. The floor counts a bid in flight from its
+send to its response and holds further bids back (in order) at the cap, as the daemon does.
+The simulator does not stall its feed at the cap, so a floor that ignored it would be faster
+here than it could be against the real server (``--ignore-in-flight-cap`` measures that).
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ import contextlib
 import importlib.util
 import sys
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Final
 
 import trio
@@ -31,6 +39,7 @@ from searcherd.config import ExpressRelayConfig, HttpUrl
 from searcherd.express_relay._wire_bids import BuildError, ConstantsCache, build_wire_bid
 from searcherd.express_relay.messages import (
     ExpressRelayDecodeError,
+    Response,
     SvmChainUpdate,
     SwapOpportunity,
     decode_server_frame,
@@ -46,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["FloorClient", "load_amount_rule", "main"]
 
 CHAIN: Final = "solana"
+MAX_IN_FLIGHT: Final = 150  # the server's per-connection cap on post_bid requests
+_SUBSCRIBE_ID: Final = "sub"
 
 
 def load_amount_rule() -> Callable[[SwapOpportunity], int]:
@@ -63,7 +74,14 @@ def load_amount_rule() -> Callable[[SwapOpportunity], int]:
 class FloorClient:
     """Decode, build, sign and encode; the websocket loop is in :meth:`run`."""
 
-    def __init__(self, program_id: str, relayer_signer: str, fee_receiver_relayer: str) -> None:
+    def __init__(
+        self,
+        program_id: str,
+        relayer_signer: str,
+        fee_receiver_relayer: str,
+        *,
+        max_in_flight: int | None = MAX_IN_FLIGHT,
+    ) -> None:
         self._key = SearcherKey(Keypair(), "throwaway")
         config = ExpressRelayConfig(
             http_url=HttpUrl("http://127.0.0.1"),
@@ -75,23 +93,30 @@ class FloorClient:
         self._chain: ChainState | None = None
         self._amount = load_amount_rule()
         self._ids = 0
+        self._max_in_flight = max_in_flight  # None: no cap
+        self._in_flight = 0
+        self._held: deque[str] = deque()  # bids waiting for a free slot, oldest first
         self.bids = 0
         self.errors = 0
 
-    def answer(self, frame: str | bytes) -> str | None:
-        """The ``post_bid`` frame answering ``frame``, or None when there is nothing to send."""
+    def answer(self, frame: str | bytes) -> list[str]:
+        """The ``post_bid`` frames to send after ``frame`` (often none or one), in order."""
         try:
             msg = decode_server_frame(frame)
         except ExpressRelayDecodeError:
             self.errors += 1
-            return None
+            return []
+        if isinstance(msg, Response):
+            if msg.id != _SUBSCRIBE_ID and self._in_flight > 0:
+                self._in_flight -= 1  # a post_bid answered: its slot is free
+            return self._release()
         if isinstance(msg, SvmChainUpdate):
             self._chain = ChainState(
                 msg.chain_id, msg.blockhash, msg.latest_prioritization_fee, time.monotonic()
             )
-            return None
+            return []
         if not isinstance(msg, SwapOpportunity):
-            return None
+            return []
         try:
             built = build_wire_bid(
                 SwapBid(opportunity=msg, amount=self._amount(msg)),
@@ -102,19 +127,27 @@ class FloorClient:
             )
         except BuildError:
             self.errors += 1
-            return None
+            return []
         self._ids += 1
         self.bids += 1
-        return encode_post_bid(str(self._ids), built.wire).decode()
+        self._held.append(encode_post_bid(str(self._ids), built.wire).decode())
+        return self._release()
+
+    def _release(self) -> list[str]:
+        out: list[str] = []
+        cap = self._max_in_flight
+        while self._held and (cap is None or self._in_flight < cap):
+            out.append(self._held.popleft())
+            self._in_flight += 1
+        return out
 
     async def run(self, ws_url: str) -> None:
         """Connect, subscribe, and answer every opportunity until the server goes away."""
         async with open_websocket_url(ws_url, disconnect_timeout=2) as ws:
-            await ws.send_message(encode_subscribe("sub", [CHAIN]).decode())
+            await ws.send_message(encode_subscribe(_SUBSCRIBE_ID, [CHAIN]).decode())
             try:
                 while True:
-                    reply = self.answer(await ws.get_message())
-                    if reply is not None:
+                    for reply in self.answer(await ws.get_message()):
                         await ws.send_message(reply)
             except ConnectionClosed:
                 return
@@ -127,8 +160,18 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--program-id", required=True)
     parser.add_argument("--relayer-signer", required=True)
     parser.add_argument("--fee-receiver-relayer", required=True)
+    parser.add_argument(
+        "--ignore-in-flight-cap",
+        action="store_true",
+        help="send every bid at once, beyond the server's cap of 150 in flight",
+    )
     args = parser.parse_args(argv)
-    client = FloorClient(args.program_id, args.relayer_signer, args.fee_receiver_relayer)
+    client = FloorClient(
+        args.program_id,
+        args.relayer_signer,
+        args.fee_receiver_relayer,
+        max_in_flight=None if args.ignore_in_flight_cap else MAX_IN_FLIGHT,
+    )
     with contextlib.suppress(KeyboardInterrupt):  # SIGINT is how the benchmark stops us
         trio.run(client.run, args.ws_url)
     print(f"floor: {client.bids} bids, {client.errors} errors", file=sys.stderr)

@@ -5,7 +5,8 @@ Run ``python -m benchmarks.tick_to_bid`` (``make bench``). For each client, in t
 1. a fresh Express Relay simulator starts in its own process (``benchmarks._simproc``), with
    its random opportunity flow off;
 2. the client starts in its own process: the **floor** (``benchmarks._floor``: bare
-   trio-websocket, receive -> decode -> build/sign -> send) or the **daemon** (``searcherd run``
+   trio-websocket, receive -> decode -> build/sign -> send, at most 150 bids in flight as the
+   server requires) or the **daemon** (``searcherd run``
    with one strategy bidding on every swap, logs at info level to a file, state table on);
 3. once the client bids steadily (warm-up), the simulator pushes ``--opportunities`` swap
    opportunities open loop (one every ``1/--rate`` seconds, whatever the client does), then a
@@ -73,6 +74,7 @@ class BenchOptions(argparse.Namespace):
     keep: bool
     profile: Path | None
     check_bids: bool
+    floor_ignores_cap: bool
 
 
 def checkpoints(count: int) -> list[int]:
@@ -85,7 +87,7 @@ def checkpoints(count: int) -> list[int]:
 
 
 def _start_client(
-    name: str, sim: SimProcess, folder: Path, burst: int, profile: Path | None
+    name: str, sim: SimProcess, folder: Path, opts: BenchOptions, profile: Path | None
 ) -> Child:
     log = (folder / f"{name}.log").open("wb")
     python = python_argv(profile / f"{name}.prof" if profile else None)
@@ -94,9 +96,11 @@ def _start_client(
             argv = [*python, "-m", "benchmarks._floor", "--ws-url", sim.ws_url]
             for key, value in sim.deployment.items():
                 argv += [f"--{key.replace('_', '-')}", value]
+            if opts.floor_ignores_cap:
+                argv.append("--ignore-in-flight-cap")
         else:
             config = write_daemon_config(
-                folder, sim.ws_url, sim.http_url, sim.deployment, burst=burst
+                folder, sim.ws_url, sim.http_url, sim.deployment, burst=opts.burst
             )
             argv = [*python, "-m", "searcherd", "run", "-c", str(config)]
         return Child(name, argv, cwd=ROOT, stdout=log, stderr=log)
@@ -113,7 +117,7 @@ def measure(name: str, opts: BenchOptions, folder: Path) -> ClientRun:
         )
     client: Child | None = None
     try:
-        client = _start_client(name, sim, folder, opts.burst, opts.profile)
+        client = _start_client(name, sim, folder, opts, opts.profile)
         sim.command(_CONNECT_TIMEOUT + 10, cmd="wait_client", timeout=_CONNECT_TIMEOUT)
         client.check_alive()
         sim.command(
@@ -182,6 +186,12 @@ def _parse(argv: Sequence[str] | None) -> BenchOptions:
         action="store_true",
         help="the simulator checks every bid's transaction as the server does "
         "(off by default: same answers for valid bids, ~150 us of simulator CPU each)",
+    )
+    parser.add_argument(
+        "--floor-ignores-cap",
+        action="store_true",
+        help="let the floor send beyond the server's 150 post_bid in flight per connection "
+        "(the simulator tolerates it; the real server stops forwarding the feed at the cap)",
     )
     parser.add_argument(
         "--keep",

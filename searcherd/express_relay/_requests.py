@@ -122,6 +122,14 @@ class RequestTracker:
     async def acquire_slot(self, patience: float) -> bool:
         """Wait up to ``patience`` seconds for one of the ``max_in_flight`` slots; False if
         none freed."""
+        # Fast path, the common case: a free slot is taken without a cancel scope or a trip
+        # through the scheduler. Callers send right after, which is their checkpoint.
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            pass
+        else:
+            return True
         with trio.move_on_after(patience):
             await self._slots.acquire()
             return True

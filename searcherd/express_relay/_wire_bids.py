@@ -94,16 +94,21 @@ class ConstantsCache:
         self._http = http
         self._providers: dict[Pubkey, ExpressRelayConstantsProvider] = {}
         self._errors: dict[Pubkey, str] = {}
+        self._program_ids: dict[str, Pubkey] = {}  # chain id -> program id, once resolved
 
     def _program_id(self, chain_id: str) -> Pubkey:
+        found = self._program_ids.get(chain_id)
+        if found is not None:
+            return found
         configured = self._config.program_id
         try:
-            if configured:
-                return Pubkey.from_string(configured)
-            return program_id_for_chain(chain_id)
+            found = Pubkey.from_string(configured) if configured else program_id_for_chain(chain_id)
         except ValueError as exc:
             text = f"program_id {configured!r} is not a public key" if configured else str(exc)
             raise BuildError(text) from None
+        # Only chains that resolved are kept, so a bad chain id costs no memory per bid.
+        self._program_ids[chain_id] = found
+        return found
 
     def _provider(self, program_id: Pubkey) -> ExpressRelayConstantsProvider | None:
         provider = self._providers.get(program_id)
@@ -156,10 +161,25 @@ class ConstantsCache:
 
 
 def _swap_quote(opp: SwapOpportunity) -> SwapQuote:
-    tokens = attrs.asdict(opp.tokens)
+    # Only the fields `SwapQuote.from_opportunity` reads, so its checks and messages apply
+    # unchanged; a full `attrs.asdict` of the opportunity cost more than the rest of this.
+    tokens = attrs.asdict(opp.tokens, recurse=False)
     tokens["side_specified"] = opp.tokens.SIDE
-    mapping = attrs.asdict(opp, recurse=True)
-    mapping["tokens"] = tokens
+    mapping = {
+        "opportunity_id": opp.opportunity_id,
+        "user_wallet_address": opp.user_wallet_address,
+        "router_account": opp.router_account,
+        "tokens": tokens,
+        "fee_token": opp.fee_token,
+        "token_account_initialization_configs": attrs.asdict(
+            opp.token_account_initialization_configs, recurse=False
+        ),
+        "memo": opp.memo,
+        "referral_fee_ppm": opp.referral_fee_ppm,
+        "platform_fee_ppm": opp.platform_fee_ppm,
+        "user_mint_user_balance": opp.user_mint_user_balance,
+        "minimum_deadline": opp.minimum_deadline,
+    }
     return SwapQuote.from_opportunity(mapping)
 
 

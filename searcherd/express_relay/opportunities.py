@@ -78,7 +78,9 @@ class LiveOpportunities:
     def add(self, opp: Opportunity, received_at: float) -> bool:
         """Add or refresh ``opp``; True when it is new (strategies should see it)."""
         self._expire()
-        chain = self._chains.setdefault(opp.chain_id, OrderedDict())
+        chain = self._chains.get(opp.chain_id)
+        if chain is None:  # not setdefault: that would build a throwaway dict per call
+            chain = self._chains[opp.chain_id] = OrderedDict()
         entry = chain.get(opp.opportunity_id)
         if entry is not None:
             # A refresh: keep the newest payload, not a new opportunity.

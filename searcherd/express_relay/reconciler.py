@@ -6,7 +6,8 @@ directly (``GET /v1/{chain_id}/bids/{bid_id}``):
 - after every (re)connect, for every non-final bid (``reconcile_all``, part of session setup);
 - after a restart, for the non-final rows of the previous run (loaded into the submitter);
 - for bids that have been silent too long (``run``): swap and pending bids after
-  ``interval`` (their outcome comes within seconds), submitted ones after ``40 x interval``
+  ``interval`` (their outcome comes within seconds); submitted ones, and swap bids waiting for
+  the user (``awaiting_signature``, ``sent_to_user_for_submission``), after ``40 x interval``
   (200 s by default: the server's own expiry check takes 120-180 s).
 
 Bids recorded without a server id (``submitting``/``unconfirmed``: the response never came,
@@ -47,7 +48,9 @@ __all__ = ["Reconciler"]
 
 _log = structlog.get_logger(__name__)
 
-_SLOW_STATUSES: Final = frozenset({"submitted", "sent_to_user_for_submission"})
+_SLOW_STATUSES: Final = frozenset(
+    {"submitted", "sent_to_user_for_submission", "awaiting_signature"}
+)
 _SLOW_FACTOR: Final = 40  # submitted bids: 40 x reconcile_interval (200 s by default)
 _CONCURRENCY: Final = 8  # HTTP checks at once
 _GIVE_UP: Final = 300.0  # seconds an id-less bid is followed before it is abandoned

@@ -53,6 +53,8 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Callable, Sequence
 
+    from prometheus_client import Counter
+
     from searcherd.config import ExpressRelayConfig
     from searcherd.connection import Link
     from searcherd.express_relay.messages import Opportunity
@@ -249,7 +251,7 @@ class ExpressRelayVenue:
             constants=self._constants,
             signer=signer,
             dry_run=dry_run,
-            ready=lambda: self._connection.health.healthy,
+            ready=lambda: self._connection.healthy,
             wall_clock=wall_clock,
         )
         self._reconciler = Reconciler(
@@ -263,6 +265,7 @@ class ExpressRelayVenue:
         )
         self._warn_budget = _WarnBudget(_WARN_BUDGET)
         self._gauge_connected = metrics.venue_connected.labels(VENUE)
+        self._received: dict[tuple[str, str], Counter] = {}
 
     def __repr__(self) -> str:
         return f"<ExpressRelayVenue {self._connection!r}>"
@@ -272,11 +275,14 @@ class ExpressRelayVenue:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Load open bids of a previous run, report started, then run every task until cancelled."""
         try:
-            restored = self._submitter.restore(await self._store.query(_open_rows))
+            # One read of the previous run's table: its open bids, and where it ends (bids
+            # after that may be on the venue only).
+            rows, newest = await self._store.query(
+                lambda conn: (_open_rows(conn), _newest_bid_time(conn))
+            )
+            restored = self._submitter.restore(rows)
             if restored:
                 _log.info("bids_restored", venue=VENUE, count=restored)
-            # Where the previous run's table ends: bids after it may be on the venue only.
-            newest = await self._store.query(_newest_bid_time)
             self._recover_since = (
                 newest if newest is not None else self._wall() - _RECOVERY_LOOKBACK
             )
@@ -456,9 +462,15 @@ class ExpressRelayVenue:
             self._live.remove(msg)
 
     def _on_opportunity(self, opp: Opportunity, received_at: float) -> None:
-        self._metrics.opportunities_received.labels(
-            VENUE, opp.chain_id, opportunity_kind(opp)
-        ).inc()
+        # Children cached per (chain, kind): `.labels()` costs a lock and a lookup per frame.
+        # This holds no more entries than the metric itself does.
+        label = (opp.chain_id, opportunity_kind(opp))
+        counter = self._received.get(label)
+        if counter is None:
+            counter = self._received[label] = self._metrics.opportunities_received.labels(
+                VENUE, *label
+            )
+        counter.inc()
         if not self._live.add(opp, received_at):
             return  # a refresh of one the strategies already saw
         age = self._wall() - opp.creation_time / 1_000_000

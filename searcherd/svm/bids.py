@@ -11,12 +11,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import attrs
+from solders.keypair import Keypair
 
 from searcherd.svm.instructions import (
     set_compute_unit_limit_instruction,
     set_compute_unit_price_instruction,
     submit_bid_instruction,
 )
+from searcherd.svm.keys import SearcherKey
 from searcherd.svm.limo import limo_router
 from searcherd.svm.rules import check_bid_transaction
 from searcherd.svm.swap import SwapQuote, swap_instructions
@@ -96,6 +98,13 @@ class SwapBidParams:
     deadline: int
 
 
+def _own_signature(searcher: Signer, pubkey: Pubkey) -> Pubkey | None:
+    """`pubkey` when `searcher` signs with a keypair held in this process (its signature over
+    the message it just signed is right by construction, so the rule check skips verifying
+    it); None for any other `Signer`, whose signature is verified like any other."""
+    return pubkey if isinstance(searcher, SearcherKey | Keypair) else None
+
+
 def _budget(priority_fee: int, compute_unit_limit: int | None) -> list[Instruction]:
     ixs = (
         []
@@ -122,9 +131,10 @@ def build_limo_bid_transaction(
     Raises `BidRuleError` (server message) if the result would be rejected, e.g. a deadline
     outside [now + 5 s, now + 45 s] or a transaction over 1232 bytes.
     """
+    searcher_key = searcher.pubkey()
     submit = submit_bid_instruction(
         program_id=constants.program_id,
-        searcher=searcher.pubkey(),
+        searcher=searcher_key,
         relayer_signer=constants.relayer_signer,
         permission=params.order_address,
         router=params.router,
@@ -148,8 +158,9 @@ def build_limo_bid_transaction(
         relayer_signer=constants.relayer_signer,
         min_priority_fee=priority_fee,
         now=now,
-        searcher=searcher.pubkey(),
+        searcher=searcher_key,
         lookup_tables={t.key: list(t.addresses) for t in lookup_tables},
+        signed_by=_own_signature(searcher, searcher_key),
     )
     return tx
 
@@ -169,11 +180,12 @@ def build_swap_bid_transaction(
     """Compute budget + the swap instructions, signed by the searcher; user and relayer
     signature slots stay empty. Raises `BidRuleError` if the server would reject it.
     """
+    searcher_key = searcher.pubkey()
     instructions = [
         *_budget(priority_fee, compute_unit_limit),
         *swap_instructions(
             params.quote,
-            searcher=searcher.pubkey(),
+            searcher=searcher_key,
             amount=params.amount,
             deadline=params.deadline,
             constants=constants,
@@ -195,8 +207,9 @@ def build_swap_bid_transaction(
         min_priority_fee=priority_fee,
         now=now,
         swap=params.quote,
-        searcher=searcher.pubkey(),
+        searcher=searcher_key,
         lookup_tables={t.key: list(t.addresses) for t in lookup_tables},
+        signed_by=_own_signature(searcher, searcher_key),
     )
     return tx
 

@@ -215,6 +215,11 @@ _SWAP_V2_FLAGS: Final = (
     *((False, False),) * 7,  # three mints, three token programs, metadata
     (True, False),  # relayer signer
 )
+# (field name, is_signer, is_writable) per position, computed once for the builder.
+_SWAP_V2_LAYOUT: Final = tuple(
+    (name, signer, writable)
+    for name, (signer, writable) in zip(SWAP_V2_POSITIONS, _SWAP_V2_FLAGS, strict=True)
+)
 
 
 def swap_v2_instruction(
@@ -222,10 +227,8 @@ def swap_v2_instruction(
 ) -> Instruction:
     """The Express Relay `swap_v2` instruction with accounts in IDL order."""
     keys = [
-        AccountMeta(getattr(accounts, field.name), is_signer=signer, is_writable=writable)
-        for field, (signer, writable) in zip(
-            attrs.fields(SwapV2Accounts), _SWAP_V2_FLAGS, strict=True
-        )
+        AccountMeta(getattr(accounts, name), is_signer=signer, is_writable=writable)
+        for name, signer, writable in _SWAP_V2_LAYOUT
     ]
     return Instruction(program_id, SWAP_V2_DISCRIMINATOR + args.encode(), keys)
 

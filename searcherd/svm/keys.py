@@ -52,15 +52,17 @@ class Signer(Protocol):
 class SearcherKey:
     """A loaded searcher keypair whose repr and str show only the public key and its source."""
 
-    __slots__ = ("_keypair", "_source")
+    __slots__ = ("_keypair", "_pubkey", "_source")
 
     def __init__(self, keypair: Keypair, source: str) -> None:
         self._keypair = keypair
+        # Derived once: solders' `Keypair.pubkey()` costs ~20 us and every bid asks for it.
+        self._pubkey = keypair.pubkey()
         self._source = source
 
     def pubkey(self) -> Pubkey:
         """The searcher's public key (fee payer and first signer of every bid)."""
-        return self._keypair.pubkey()
+        return self._pubkey
 
     def sign_message(self, message: bytes) -> Signature:
         """Sign `message` (the serialized transaction message)."""
@@ -72,7 +74,7 @@ class SearcherKey:
         return self._source
 
     def __repr__(self) -> str:
-        return f"<SearcherKey {self._keypair.pubkey()} from {self._source}>"
+        return f"<SearcherKey {self._pubkey} from {self._source}>"
 
     __str__ = __repr__
 

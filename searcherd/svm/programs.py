@@ -9,7 +9,8 @@ the submitter and the simulator agree on the same addresses without any I/O. The
 from __future__ import annotations
 
 import hashlib
-from typing import Final
+from collections import OrderedDict
+from typing import Final, TypeVar
 
 from solders.pubkey import Pubkey
 
@@ -61,6 +62,8 @@ ASSOCIATED_TOKEN_PROGRAM_ID: Final = Pubkey.from_string(
 MEMO_PROGRAM_ID: Final = Pubkey.from_string("MemoSq4gqABAXKb96qnH8TysNcWxMyWCqXgDLGmfcHr")
 WRAPPED_SOL_MINT: Final = Pubkey.from_string("So11111111111111111111111111111111111111112")
 
+_K = TypeVar("_K", bound=tuple[object, ...])
+
 _METADATA_SEED: Final = b"metadata"
 _CONFIG_ROUTER_SEED: Final = b"config_router"
 
@@ -89,18 +92,50 @@ def program_id_for_chain(chain_id: str) -> Pubkey:
         ) from None
 
 
+# Derivations are pure and `find_program_address` costs 5-15 us (a sha256 per bump tried); a
+# swap bid needs up to 14 of them, mostly the same few (our own accounts, the fee receivers).
+# So each one is remembered, in dicts bounded first-in first-out: an owner seen once (a
+# user's wallet) costs one derivation per bid and is then pushed out by newer ones. Keys are
+# the Pubkeys themselves (hashing one is cheap). No lock: two threads racing on a miss at
+# worst derive the same address twice.
+_CACHE_SIZE: Final = 4096
+_pdas: OrderedDict[tuple[Pubkey, ...], Pubkey] = OrderedDict()
+_atas: OrderedDict[tuple[Pubkey, Pubkey, Pubkey], Pubkey] = OrderedDict()
+
+
+def _remember(cache: OrderedDict[_K, Pubkey], key: _K, value: Pubkey) -> None:
+    if len(cache) >= _CACHE_SIZE:
+        cache.popitem(last=False)  # the oldest entry
+    cache[key] = value
+
+
 def metadata_pda(program_id: Pubkey) -> Pubkey:
     """The `ExpressRelayMetadata` account of an Express Relay program (seed `metadata`)."""
-    return Pubkey.find_program_address([_METADATA_SEED], program_id)[0]
+    key = (program_id,)
+    found = _pdas.get(key)
+    if found is None:
+        found = Pubkey.find_program_address([_METADATA_SEED], program_id)[0]
+        _remember(_pdas, key, found)
+    return found
 
 
 def config_router_pda(program_id: Pubkey, router: Pubkey) -> Pubkey:
     """The per-router fee split account (seeds `config_router`, router)."""
-    return Pubkey.find_program_address([_CONFIG_ROUTER_SEED, bytes(router)], program_id)[0]
+    key = (program_id, router)
+    found = _pdas.get(key)
+    if found is None:
+        found = Pubkey.find_program_address([_CONFIG_ROUTER_SEED, bytes(router)], program_id)[0]
+        _remember(_pdas, key, found)
+    return found
 
 
 def associated_token_address(owner: Pubkey, mint: Pubkey, token_program: Pubkey) -> Pubkey:
     """The associated token account of `owner` for `mint` under `token_program`."""
-    return Pubkey.find_program_address(
-        [bytes(owner), bytes(token_program), bytes(mint)], ASSOCIATED_TOKEN_PROGRAM_ID
-    )[0]
+    key = (owner, mint, token_program)
+    found = _atas.get(key)
+    if found is None:
+        found = Pubkey.find_program_address(
+            [bytes(owner), bytes(token_program), bytes(mint)], ASSOCIATED_TOKEN_PROGRAM_ID
+        )[0]
+        _remember(_atas, key, found)
+    return found

@@ -103,14 +103,36 @@ def format_server_time(unix: float) -> str:
     return f"{moment:%Y-%m-%d} {moment.hour}:{moment:%M:%S}.{fraction} +00:00:00"
 
 
+class _TxView:
+    """What the checks read from a transaction, read once.
+
+    solders builds a fresh Python copy on every `tx.message`, `.account_keys` and
+    `.instructions` access, so the checks share one copy of each instead.
+    """
+
+    __slots__ = ("instructions", "message", "programs", "static_keys", "tx")
+
+    def __init__(self, tx: VersionedTransaction) -> None:
+        self.tx = tx
+        self.message = tx.message
+        self.static_keys: list[Pubkey] = list(self.message.account_keys)
+        self.instructions: list[CompiledInstruction] = list(self.message.instructions)
+        count = len(self.static_keys)
+        # The program of each instruction; None for an index outside the static keys.
+        self.programs: list[Pubkey | None] = [
+            self.static_keys[ix.program_id_index] if ix.program_id_index < count else None
+            for ix in self.instructions
+        ]
+
+
 def _account_keys(
-    tx: VersionedTransaction, lookup_tables: Mapping[Pubkey, Sequence[Pubkey]] | None
+    view: _TxView, lookup_tables: Mapping[Pubkey, Sequence[Pubkey]] | None
 ) -> list[Pubkey | None]:
     # Static keys, then every table's writable lookups, then every table's read-only ones:
     # the order the runtime (and the server) assigns account indexes. Unresolvable entries
     # (table contents not given) are None.
-    message = tx.message
-    keys: list[Pubkey | None] = list(message.account_keys)
+    message = view.message
+    keys: list[Pubkey | None] = list(view.static_keys)
     if not isinstance(message, MessageV0):
         return keys
     lookups = message.address_table_lookups
@@ -136,22 +158,17 @@ def _account_at(ix: CompiledInstruction, position: int, keys: list[Pubkey | None
     return key
 
 
-def _program_of(ix: CompiledInstruction, tx: VersionedTransaction) -> Pubkey | None:
-    static = tx.message.account_keys
-    return static[ix.program_id_index] if ix.program_id_index < len(static) else None
-
-
 def _check_size(tx: VersionedTransaction) -> None:
     size = len(bytes(tx))
     if size > MAX_TRANSACTION_SIZE:
         raise BidRuleError(f"Transaction size is too large: {size} > {MAX_TRANSACTION_SIZE}")
 
 
-def _check_compute_budget(tx: VersionedTransaction, minimum: int) -> None:
+def _check_compute_budget(view: _TxView, minimum: int) -> None:
     prices = [
         price
-        for ix in tx.message.instructions
-        if _program_of(ix, tx) == COMPUTE_BUDGET_PROGRAM_ID
+        for ix, program in zip(view.instructions, view.programs, strict=True)
+        if program == COMPUTE_BUDGET_PROGRAM_ID
         and (price := decode_compute_unit_price(bytes(ix.data))) is not None
     ]
     if len(prices) > 1:
@@ -165,9 +182,13 @@ def _check_compute_budget(tx: VersionedTransaction, minimum: int) -> None:
 
 
 def _express_relay_instruction(
-    tx: VersionedTransaction, program_id: Pubkey, discriminator: bytes
+    view: _TxView, program_id: Pubkey, discriminator: bytes
 ) -> CompiledInstruction:
-    found = [ix for ix in tx.message.instructions if _program_of(ix, tx) == program_id]
+    found = [
+        ix
+        for ix, program in zip(view.instructions, view.programs, strict=True)
+        if program == program_id
+    ]
     if len(found) != 1:
         raise BidRuleError(
             "Bid must include exactly one instruction to Express Relay program "
@@ -178,12 +199,9 @@ def _express_relay_instruction(
     return found[0]
 
 
-def _check_swap_instructions(
-    tx: VersionedTransaction, program_id: Pubkey, quote: SwapQuote
-) -> None:
+def _check_swap_instructions(view: _TxView, program_id: Pubkey, quote: SwapQuote) -> None:
     memos: list[tuple[int, str]] = []
-    for index, ix in enumerate(tx.message.instructions):
-        program = _program_of(ix, tx)
+    for index, (ix, program) in enumerate(zip(view.instructions, view.programs, strict=True)):
         if program is None:
             raise BidRuleError(f"Invalid instruction at index {index}: Invalid program id index")
         if program != program_id and program not in _SWAP_ALLOWED_PROGRAMS:
@@ -277,18 +295,19 @@ def _check_deadline(deadline: int, earliest: float, now: float) -> None:
 
 
 def _check_signatures(
-    tx: VersionedTransaction,
+    view: _TxView,
     *,
     relayer_signer: Pubkey,
     missing: Sequence[Pubkey],
     user: Pubkey | None,
     searcher: Pubkey | None,
+    signed_by: Pubkey | None,
 ) -> None:
-    message = tx.message
+    message = view.message
     if not isinstance(message, Message | MessageV0):
         raise BidRuleError("Bad parameters: unsupported transaction message version")
-    signatures = list(tx.signatures)
-    signer_keys = list(message.account_keys[: len(signatures)])
+    signatures = list(view.tx.signatures)
+    signer_keys = view.static_keys[: len(signatures)]
     if user is not None and signer_keys:
         # Swap bids: the fee payer (first signer) is the searcher, never the user or relayer.
         if signer_keys[0] == user:
@@ -300,10 +319,12 @@ def _check_signatures(
         raise BidRuleError(f"Invalid first signer: fee payer must be the searcher {searcher}")
     if relayer_signer not in signer_keys:
         raise BidRuleError(f"Relayer account {relayer_signer} is not a signer in the transaction")
-    data = message_bytes(message)
+    data: bytes | None = None  # serialized only if some signature needs verifying
     for signature, key in zip(signatures, signer_keys, strict=True):
-        if key in missing:
+        if key in missing or key == signed_by:
             continue
+        if data is None:
+            data = message_bytes(message)
         if not signature.verify(key, data):
             raise BidRuleError(f"Signature for account {key} is invalid")
 
@@ -319,21 +340,27 @@ def check_bid_transaction(
     swap: SwapQuote | None = None,
     searcher: Pubkey | None = None,
     lookup_tables: Mapping[Pubkey, Sequence[Pubkey]] | None = None,
+    signed_by: Pubkey | None = None,
 ) -> CheckedBid:
     """Check `tx` as the server checks a bid of `kind`, raising `BidRuleError` on the first
     broken rule; return what the bid says (amount, deadline, permission, router).
 
     `min_priority_fee` is the chain's `latest_prioritization_fee`; `now` is Unix seconds;
     `swap` is required for swap bids (the opportunity's fields). `searcher`, when given, adds
-    the local rule that it is the fee payer and first signer.
+    the local rule that it is the fee payer and first signer. `signed_by` names a key whose
+    signature the caller has just made over this very message with a keypair it holds (the
+    builders sign, then check): that one signature is not verified again, since an ed25519
+    verify costs about as much as the signing itself. Every other rule, and every other
+    signature, is checked as usual.
     """
     if kind == "swap" and swap is None:
         raise ValueError("swap bids are checked against their quote: pass swap=")
     _check_size(tx)
-    _check_compute_budget(tx, min_priority_fee)
-    keys = _account_keys(tx, lookup_tables)
+    view = _TxView(tx)
+    _check_compute_budget(view, min_priority_fee)
+    keys = _account_keys(view, lookup_tables)
     if kind == "limo":
-        ix = _express_relay_instruction(tx, program_id, SUBMIT_BID_DISCRIMINATOR)
+        ix = _express_relay_instruction(view, program_id, SUBMIT_BID_DISCRIMINATOR)
         try:
             args = decode_submit_bid_args(bytes(ix.data))
         except InstructionDecodeError as exc:
@@ -343,23 +370,25 @@ def check_bid_transaction(
         )
         _check_deadline(args.deadline, now + LIMO_MIN_LIFETIME, now)
         _check_signatures(
-            tx,
+            view,
             relayer_signer=relayer_signer,
             missing=[relayer_signer],
             user=None,
             searcher=searcher,
+            signed_by=signed_by,
         )
         return checked
     assert swap is not None
-    _check_swap_instructions(tx, program_id, swap)
-    ix = _express_relay_instruction(tx, program_id, SWAP_V2_DISCRIMINATOR)
+    _check_swap_instructions(view, program_id, swap)
+    ix = _express_relay_instruction(view, program_id, SWAP_V2_DISCRIMINATOR)
     amount, deadline = _check_swap_fields(ix, keys, swap)
     _check_deadline(deadline, swap.minimum_deadline, now)
     _check_signatures(
-        tx,
+        view,
         relayer_signer=relayer_signer,
         missing=[relayer_signer, swap.user],
         user=swap.user,
         searcher=searcher,
+        signed_by=signed_by,
     )
     return CheckedBid(kind, amount, deadline, None, swap.router)

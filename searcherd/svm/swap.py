@@ -304,8 +304,14 @@ def swap_instructions(
     if quote.memo is not None:
         ixs.append(memo_instruction(quote.memo))
     ixs.extend(_ata_creations(quote, searcher, constants))
-    user_wsol = associated_token_address(quote.user, WRAPPED_SOL_MINT, TOKEN_PROGRAM_ID)
-    if quote.user_token == WRAPPED_SOL_MINT:
+    wsol_involved = WRAPPED_SOL_MINT in (quote.searcher_token, quote.user_token)
+    # Derived only when a wrapped-SOL instruction needs it.
+    user_wsol = (
+        associated_token_address(quote.user, WRAPPED_SOL_MINT, TOKEN_PROGRAM_ID)
+        if wsol_involved
+        else None
+    )
+    if user_wsol is not None and quote.user_token == WRAPPED_SOL_MINT:
         # The user pays in SOL: move it into their wrapped-SOL account (the user signs later).
         lamports = _user_amount_to_wrap(quote, args.amount_user)
         ixs.append(
@@ -319,7 +325,7 @@ def swap_instructions(
             args=args,
         )
     )
-    if WRAPPED_SOL_MINT in (quote.searcher_token, quote.user_token):
+    if user_wsol is not None:
         ixs.append(
             close_account_instruction(
                 account=user_wsol,
