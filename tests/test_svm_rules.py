@@ -12,6 +12,7 @@ from solders.instruction import AccountMeta, Instruction
 from solders.keypair import Keypair
 from solders.pubkey import Pubkey
 from solders.signature import Signature
+from solders.system_program import TransferParams, transfer
 from solders.transaction import VersionedTransaction
 
 from searcherd.svm import instructions as ix
@@ -333,3 +334,28 @@ def test_swap_requires_quote() -> None:
     """Checking a swap bid without its quote is a programming error."""
     with pytest.raises(ValueError, match="pass swap="):
         _check_limo(_swap_tx(), kind="swap")
+
+
+def test_signed_by_skips_only_the_signature_we_just_made() -> None:
+    """`signed_by` spares re-verifying our own fresh signature, and nothing else: a forged
+    signature of another signer is still refused, and without `signed_by` ours is checked."""
+    other_ix = transfer(TransferParams(from_pubkey=OTHER.pubkey(), to_pubkey=ORDER, lamports=1))
+    tx = _tx([_price(), _submit(), other_ix], signers=(SEARCHER, OTHER))
+    keys = list(tx.message.account_keys)
+    ours, theirs = keys.index(SEARCHER.pubkey()), keys.index(OTHER.pubkey())
+    assert _check_limo(tx, signed_by=SEARCHER.pubkey()).kind == "limo"
+
+    sigs = list(tx.signatures)
+    sigs[theirs] = OTHER.sign_message(b"not this message")
+    forged_theirs = VersionedTransaction.populate(tx.message, sigs)
+    with pytest.raises(BidRuleError, match=f"^Signature for account {OTHER.pubkey()} is invalid$"):
+        _check_limo(forged_theirs, signed_by=SEARCHER.pubkey())
+
+    sigs = list(tx.signatures)
+    sigs[ours] = SEARCHER.sign_message(b"not this message")
+    forged_ours = VersionedTransaction.populate(tx.message, sigs)
+    assert _check_limo(forged_ours, signed_by=SEARCHER.pubkey()).kind == "limo"  # trusted
+    with pytest.raises(
+        BidRuleError, match=f"^Signature for account {SEARCHER.pubkey()} is invalid$"
+    ):
+        _check_limo(forged_ours)
