@@ -17,6 +17,7 @@ loopback, and both break on purpose. This module holds what they have in common:
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import itertools
 import socket
@@ -309,7 +310,7 @@ class RawBody:
     headers: Headers = ()
 
 
-class AsgiApp:
+class AsgiApp(abc.ABC):
     """A small ASGI app: acknowledges lifespan, reads the request body, answers `route`.
 
     Subclasses write `route(scope, body) -> (status, payload)`. The payload is sent as JSON
@@ -352,9 +353,9 @@ class AsgiApp:
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": data, "more_body": False})
 
+    @abc.abstractmethod
     def route(self, scope: HTTPScope, body: bytes) -> tuple[int, Any]:
         """Answer one request: its status and payload (JSON value, text bytes or `RawBody`)."""
-        raise NotImplementedError
 
 
 async def acknowledge_lifespan(receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:

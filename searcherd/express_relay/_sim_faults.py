@@ -17,6 +17,8 @@ from ._sim_codec import encode_response
 from .messages import BidStatus
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from ._sim_conn import SimConnection
     from ._sim_state import BidRecord, SimulatorConfig
     from .messages import Response
@@ -30,6 +32,7 @@ class SimFaults:
     config: SimulatorConfig
     connections: dict[int, SimConnection]
     bids: dict[str, BidRecord]
+    set_bid_status: Callable[[str, BidStatus], None]  # the simulator's: force a status now
 
     def _init_faults(self) -> None:
         self._reject_queue: deque[int] = deque()
@@ -38,10 +41,6 @@ class SimFaults:
         self._duplicate = False
         self._reorder_n = 0
         self._held: list[tuple[SimConnection, list[str]]] = []
-
-    def set_bid_status(self, bid_id: str, status: BidStatus) -> None:
-        """Force a bid's status now (implemented by the simulator)."""
-        raise NotImplementedError
 
     def _respond(self, conn: SimConnection, resp: Response) -> None:
         frame = encode_response(resp).decode()
