@@ -52,7 +52,7 @@ def configure_logging(
     """Configure structlog (and the stdlib loggers of our libraries) for the daemon.
 
     `fmt` is "json", "console" or "auto" (console when `stream` is a TTY). `cache=False` lets a
-    later call reconfigure loggers already handed out (tests, SIGHUP reload of `[log]`).
+    later call reconfigure loggers already handed out (tests).
     """
     out = stream or sys.stdout
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())

@@ -110,15 +110,20 @@ class Daemon:
         self._root: trio.CancelScope | None = None
         self._last_error: str | None = None
         self._started_at = 0.0
-        self._first_window = min(
-            self.config.express_relay.liveness_window, self.config.fusion_plus.liveness_window
-        )
+        windows = [
+            venue.liveness_window
+            for venue in (self.config.express_relay, self.config.fusion_plus)
+            if venue.enabled
+        ]
+        self._first_window = min(windows, default=0.0)
+        # Fixed at start: the venues' submitters are built with it (a reload cannot change it).
+        self._dry_run = options.dry_run or self.config.daemon.dry_run
         self.exit_code = 0
 
     @property
     def dry_run(self) -> bool:
         """Dry run from the command line or the config file."""
-        return self.options.dry_run or self.config.daemon.dry_run
+        return self._dry_run
 
     # -- the task tree -----------------------------------------------------------------------
 
@@ -254,8 +259,6 @@ class Daemon:
         quarantined."""
         venues = {name: venue.snapshot() for name, venue in self.venues.items()}
         strategies = self.evaluator.status()
-        for entry in strategies.values():
-            entry["quarantined"] = entry.get("state") == "quarantined"
         errors = [v.get("last_error") for v in venues.values() if v.get("last_error")]
         healthy = all(v.get("healthy") for v in venues.values()) and not any(
             s["quarantined"] for s in strategies.values()
@@ -295,7 +298,20 @@ class Daemon:
         Venue settings (URLs, keys, chains) are read at start: a change there is logged as
         needing a restart, and the running venues keep their settings.
         """
+        if self._stop.is_set() or not self.evaluator.running:
+            # Starting up or stopping: there is no running set to replace.
+            _log.warning("reload_skipped", reason="the daemon is starting or stopping")
+            return
         self.notifier.reloading()
+        try:
+            await self._reload()
+        except Exception:
+            # A reload must never take the daemon down: keep what runs, say why.
+            self._last_error = "reload failed: internal error"
+            _log.exception("reload_failed", kept="previous config and strategies")
+            self.notifier.ready("reload failed; previous config kept")
+
+    async def _reload(self) -> None:
         try:
             new = _with_resolved_paths(load_config(self.options.config_path))
         except ConfigError as exc:
@@ -313,9 +329,11 @@ class Daemon:
             return
         # Loggers are cached on first use (the hot path must not rebuild them per call), so
         # [log] changes, like the venues' settings, take effect at the next start.
-        for table in ("express_relay", "fusion_plus", "state", "health", "log"):
+        for table in ("express_relay", "fusion_plus", "state", "health", "log", "evaluator"):
             if getattr(new, table) != getattr(self.config, table):
                 _log.warning("reload_needs_restart", table=table)
+        if new.daemon.dry_run != self.config.daemon.dry_run:
+            _log.warning("reload_needs_restart", table="daemon", key="dry_run")
         self.risk.limits = new.limits
         self.config = new
         self._last_error = None

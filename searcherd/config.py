@@ -20,7 +20,7 @@ import attrs
 import cattrs
 from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError
 
-from searcherd._secrets import Secret, SecretRef, parse_secret_ref, resolve_secret
+from searcherd._secrets import Secret, SecretError, SecretRef, parse_secret_ref, resolve_secret
 
 __all__ = [
     "Config",
@@ -319,6 +319,13 @@ def _format_exception(exc: BaseException, type_: Any) -> str:
     return str(exc)
 
 
+def _single_line(secret: Secret) -> Secret:
+    # API keys go into an HTTP header, where a line break is an error (or an injection).
+    if "\n" in secret.reveal() or "\r" in secret.reveal():
+        raise SecretError(f"{secret.ref}: the secret must be one line (it holds a line break)")
+    return secret
+
+
 def _unresolved_secret(value: Any, _: Any) -> Secret:
     # Read-only commands (`bids`, `status`) must work without access to the secrets (systemd
     # credentials are only readable by the service): keep the reference, no value.
@@ -342,7 +349,8 @@ def make_converter(
     conv.register_structure_hook(SecretRef, _secret_ref)
     if resolve_secrets:
         conv.register_structure_hook(
-            Secret, lambda value, _: resolve_secret(_strict(str)(value, None), environ)
+            Secret,
+            lambda value, _: _single_line(resolve_secret(_strict(str)(value, None), environ)),
         )
     else:
         conv.register_structure_hook(Secret, _unresolved_secret)

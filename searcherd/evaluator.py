@@ -223,11 +223,9 @@ class Evaluator:
         if runner is None or runner.state != "running" or runner.stopping:
             _log.debug("bid_status_unrouted", strategy=update.strategy, bid_id=update.local_id)
             return
-        if runner.ignores_statuses and runner.parked:
-            # Ordering: a parked task has nothing queued, so this update would be the very next
-            # thing it handles, and handling a no-op hook only records a successful call. Do
-            # that here and spare the task a wake-up per status.
-            runner.streak = 0
+        if runner.ignores_statuses:
+            # The base class's hook does nothing: no call, no wake-up, and no effect on the
+            # failure streak (a status of an old bid says nothing about the strategy's health).
             return
         if len(runner.statuses) >= _STATUS_QUEUE_MAX:
             runner.drop(update.venue, "status_queue_full", self._clock)
@@ -262,6 +260,11 @@ class Evaluator:
                     self._install(LoadedStrategies())
             finally:
                 self._nursery = None
+
+    @property
+    def running(self) -> bool:
+        """True between `run` starting the strategies and `stop` (a reload may replace them)."""
+        return self._nursery is not None and not self._closing.is_set()
 
     def stop(self) -> None:
         """Make `run` stop every strategy (calling `on_stop`) and return."""
@@ -315,6 +318,7 @@ class Evaluator:
         return {
             name: {
                 "state": r.state,
+                "quarantined": r.state == "quarantined",
                 "venues": list(r.venues),
                 "evaluated": r.evaluated,
                 "errors": r.errors,
@@ -371,9 +375,6 @@ class Evaluator:
                 # Status updates first: they are about bids already made, and small.
                 if runner.statuses:
                     update = runner.statuses.popleft()
-                    if runner.ignores_statuses:
-                        runner.streak = 0  # what a call of the base class's no-op would do
-                        continue
                     with bound_contextvars(
                         venue=update.venue,
                         opportunity_id=update.opportunity_id,

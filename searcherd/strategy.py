@@ -80,6 +80,11 @@ class ExpressRelayView(Protocol):
         """The public key bids are signed with (base58), e.g. the taker of a Limo fill."""
         ...
 
+    async def cancel_bid(self, local_id: str) -> str:
+        """Ask the server to cancel one of our bids (only `awaiting_signature` swap bids, with an
+        API key); returns what happened, in words."""
+        ...
+
 
 class FusionPlusView(Protocol):
     """Read-only Fusion+ order book a strategy may consult."""

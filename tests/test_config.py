@@ -271,3 +271,16 @@ def test_enabled_strategies_keeps_only_enabled_tables() -> None:
     )
     assert set(config.strategies) == {"a", "b", "c"}
     assert config.enabled_strategies() == {"a": {"enabled": True, "margin": 5}}
+
+
+def test_an_api_key_with_a_line_break_is_refused(tmp_path: Path) -> None:
+    """An API key file with a second line would put a line break into an HTTP header: it is
+    refused at load, by its reference, without its value."""
+    key = tmp_path / "api.key"
+    key.write_text("first-line-secret\nsecond-line\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        parse_config(f'[express_relay]\napi_key = "file:{key}"\n')
+    (problem,) = caught.value.problems
+    assert problem.startswith("express_relay.api_key: file:")
+    assert "one line" in problem
+    assert "first-line-secret" not in str(caught.value)

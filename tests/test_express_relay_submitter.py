@@ -169,7 +169,8 @@ async def test_failed_with_null_reason_is_final(
 async def test_cancel_of_awaiting_signature_bid(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """An authenticated owner cancels a bid in awaiting_signature; it ends ``cancelled``."""
+    """An authenticated owner cancels a bid in awaiting_signature (here through the view a
+    strategy gets); it ends ``cancelled``."""
     await er.start(
         outcomes={"cancelled": 1.0},
         api_keys=("er-test-key-0123456789",),
@@ -182,7 +183,7 @@ async def test_cancel_of_awaiting_signature_bid(
     await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending"])
     assert "awaiting_signature" in await venue.cancel_bid(local_id)  # still pending: explained
     await er.wait_until(lambda: "awaiting_signature" in er.sink.statuses(local_id))
-    outcome = await venue.cancel_bid(local_id)
+    outcome = await venue.view.cancel_bid(local_id)
     assert "accepted" in outcome
     final = await _final(er, local_id)
     assert final.status == "cancelled"

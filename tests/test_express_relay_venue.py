@@ -63,20 +63,29 @@ async def test_changed_limo_order_replaces_the_old_one_and_removal_clears_it(
     await er.wait_until(lambda: venue.view.live_opportunities() == [])
 
 
-async def test_stale_opportunity_is_dropped_and_counted(
+async def test_stale_swap_is_dropped_and_counted_but_an_old_limo_order_is_not(
     er: ErHarness, autojump_clock: trio.testing.MockClock
 ) -> None:
-    """An opportunity older than ``max_opportunity_age`` (by its creation time) is not offered."""
-    sim = await er.start()
-    await er.start_venue(max_opportunity_age=2.0)
-    old = sim.push_opportunity(program="limo")
-    old = attrs.evolve(old, opportunity_id="5c2e4b7a-0000-4000-8000-000000000001",
-                       creation_time=int((time.time() - 10) * 1_000_000))  # fmt: skip
-    sim.push_opportunity(old)
+    """A swap quote created longer ago than ``max_opportunity_age`` is neither offered nor
+    live; a limo order stays valid until removed, so its creation time does not drop it."""
+    sim = await er.start(swap_lifetime=math.inf, limo_lifetime=math.inf)
+    venue = await er.start_venue(max_opportunity_age=2.0)
+    ten_seconds_ago = int((time.time() - 10) * 1_000_000)
+    swap = attrs.evolve(sim.push_opportunity(program="swap"),
+                        opportunity_id="5c2e4b7a-0000-4000-8000-000000000001",
+                        creation_time=ten_seconds_ago)  # fmt: skip
+    sim.push_opportunity(swap)
     await er.wait_until(
         lambda: er.metrics.drops.labels("express_relay", "", "stale")._value.get() == 1
     )
-    assert old.opportunity_id not in _offered_ids(er)
+    assert swap.opportunity_id not in _offered_ids(er)
+    assert swap not in venue.view.live_opportunities()
+    limo = attrs.evolve(sim.push_opportunity(program="limo"),
+                        opportunity_id="5c2e4b7a-0000-4000-8000-000000000002",
+                        creation_time=ten_seconds_ago)  # fmt: skip
+    sim.push_opportunity(limo)
+    await er.wait_until(lambda: limo.opportunity_id in _offered_ids(er))
+    assert er.metrics.drops.labels("express_relay", "", "stale")._value.get() == 1
 
 
 async def test_bad_and_unknown_frames_do_not_stop_the_feed(

@@ -55,6 +55,7 @@ _SLOW_FACTOR: Final = 40  # submitted bids: 40 x reconcile_interval (200 s by de
 _CONCURRENCY: Final = 8  # HTTP checks at once
 _GIVE_UP: Final = 300.0  # seconds an id-less bid is followed before it is abandoned
 _LIST_PAGES: Final = 50  # pages of 20 read at most when matching id-less bids
+_SETUP_CHECKS: Final = 256  # open bids checked during a reconnect's setup; the rest right after
 _LIST_MARGIN: Final = 60.0  # seconds before the oldest id-less bid to start listing from
 
 
@@ -94,7 +95,7 @@ class Reconciler:
             due = [tb for tb in self._submitter.open_bids() if self._due(tb, now)]
             if due:
                 await self._check_many(due)
-            self._abandon_lost(now)
+            await self._abandon_lost(now)
 
     def _due(self, tb: TrackedBid, now: float) -> bool:
         if tb.server_bid_id is None:
@@ -102,10 +103,21 @@ class Reconciler:
         silence = self._interval * (_SLOW_FACTOR if tb.status in _SLOW_STATUSES else 1)
         return now - tb.last_change >= silence
 
-    def _abandon_lost(self, now: float) -> None:
-        for tb in self._submitter.open_bids():
-            stuck = tb.server_bid_id is None and tb.status == "unconfirmed"
-            if stuck and now - tb.last_change >= _GIVE_UP:
+    async def _abandon_lost(self, now: float) -> None:
+        stuck = [
+            tb
+            for tb in self._submitter.open_bids()
+            if tb.server_bid_id is None
+            and tb.status == "unconfirmed"
+            and now - tb.last_change >= _GIVE_UP
+        ]
+        if stuck and self._authenticated:
+            # A last look in our own bid list before letting go (a link that stayed up never
+            # ran the reconnect's matching).
+            await self._match_without_id(stuck)
+        still_open = {tb.local_id for tb in self._submitter.open_bids()}
+        for tb in stuck:
+            if tb.server_bid_id is None and tb.local_id in still_open:
                 self._submitter.abandon(tb, "no server id after the give-up time")
 
     async def reconcile_all(self) -> None:
@@ -120,6 +132,12 @@ class Reconciler:
             for tb in bids
             if tb.server_bid_id is None and (tb.restored or tb.status == "unconfirmed")
         ]
+        # Setup has a deadline: check a bounded number now (the longest silent first) and mark
+        # the rest due, so the `run` loop checks them right after the venue is back.
+        with_id.sort(key=lambda tb: tb.last_change)
+        for tb in with_id[_SETUP_CHECKS:]:
+            tb.last_change = -math.inf
+        with_id = with_id[:_SETUP_CHECKS]
         if with_id:
             await self._check_many(with_id)
         if without:

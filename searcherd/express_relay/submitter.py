@@ -245,6 +245,7 @@ class Submitter:
                 now=now,
             )
         except BuildError as exc:
+            self._risk.refund(strategy)  # never sent: its rate token goes back
             self._record_local_final(tb, "invalid", str(exc), None)
             return tb.local_id
         tb.kind, tb.signature = built.kind, built.signature
@@ -373,8 +374,9 @@ class Submitter:
             self.set_status(tb, "rejected", source="local", reason=response.error)
 
     def _on_late_response(self, tb: TrackedBid, response: Response) -> None:
-        # Only an `unconfirmed` bid can still learn from its own response.
-        if tb.status == "unconfirmed" and tb.server_bid_id is None:
+        # Only an `unconfirmed` bid still followed can learn from its own response: one given
+        # up on stays `unconfirmed` in the table (a `pending` nobody follows would never end).
+        if tb.status == "unconfirmed" and tb.server_bid_id is None and tb.local_id in self._open:
             self._apply_response(tb, response)
 
     def attach_server_id(self, tb: TrackedBid, server_bid_id: str) -> None:
@@ -516,7 +518,7 @@ class Submitter:
         amount = listed.get("bid_amount")
         kind = _listed_kind(listed.get("permission_key"))
         tb = TrackedBid(
-            local_id=str(uuid.uuid4()),
+            local_id=_local_id(self._wall()),
             strategy=RECOVERED,
             chain_id=chain_id,
             opportunity_id=None,

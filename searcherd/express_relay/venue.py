@@ -51,7 +51,7 @@ from searcherd.strategy import ChainState
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Callable, Sequence
+    from collections.abc import Awaitable, Callable, Sequence
 
     from prometheus_client import Counter
 
@@ -109,10 +109,15 @@ class _View:
     """The read-only :class:`~searcherd.strategy.ExpressRelayView` handed to strategies."""
 
     def __init__(
-        self, chains: dict[str, ChainState], live: LiveOpportunities, signer: Signer | None
+        self,
+        chains: dict[str, ChainState],
+        live: LiveOpportunities,
+        signer: Signer | None,
+        cancel: Callable[[str], Awaitable[str]],
     ) -> None:
         self._chains = chains
         self._live = live
+        self._cancel = cancel
         # Only the public half: strategies never get near the key itself.
         self._pubkey = None if signer is None else str(signer.pubkey())
 
@@ -127,6 +132,10 @@ class _View:
     def searcher_pubkey(self) -> str | None:
         """The public key bids are signed with, or None without a signer."""
         return self._pubkey
+
+    async def cancel_bid(self, local_id: str) -> str:
+        """Ask the server to cancel one of our bids; returns what happened, in words."""
+        return await self._cancel(local_id)
 
 
 def _newest_bid_time(conn: sqlite3.Connection) -> float | None:
@@ -219,7 +228,7 @@ class ExpressRelayVenue:
         self._live = LiveOpportunities(
             swap_window=config.swap_auction_window, clock=trio.current_time
         )
-        self.view = _View(self._chains, self._live, signer)
+        self.view = _View(self._chains, self._live, signer, self.cancel_bid)
         self._tracker = RequestTracker(
             timeout=config.request_timeout, max_in_flight=config.max_in_flight_per_connection
         )
@@ -471,14 +480,19 @@ class ExpressRelayVenue:
                 VENUE, *label
             )
         counter.inc()
+        # A swap quote is perishable: one created longer ago than the cutoff (a backfill, a
+        # lagging feed) is dropped before it enters the live set. Limo and EVM opportunities
+        # stay valid until the server removes them, so their age from creation says nothing;
+        # the evaluator still drops any that wait in an inbox past the cutoff.
+        if isinstance(opp, SwapOpportunity):
+            age = self._wall() - opp.creation_time / 1_000_000
+            if age > self._max_age:
+                self._metrics.drops.labels(VENUE, "", "stale").inc()
+                _log.debug("opportunity_stale", venue=VENUE, chain=opp.chain_id,
+                           opportunity_id=opp.opportunity_id, age=round(age, 3))  # fmt: skip
+                return
         if not self._live.add(opp, received_at):
             return  # a refresh of one the strategies already saw
-        age = self._wall() - opp.creation_time / 1_000_000
-        if age > self._max_age:
-            self._metrics.drops.labels(VENUE, "", "stale").inc()
-            _log.debug("opportunity_stale", venue=VENUE, chain=opp.chain_id,
-                       opportunity_id=opp.opportunity_id, age=round(age, 3))  # fmt: skip
-            return
         self._sink.offer(VENUE, opp, received_at)
 
     def _bad_frame(self, exc: ExpressRelayDecodeError) -> None:

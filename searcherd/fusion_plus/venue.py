@@ -120,6 +120,14 @@ class _Throttle:
         _log.warning(event, suppressed=self._held.pop(key, 0), **kw)
 
 
+class _View:
+    """The :class:`~searcherd.strategy.FusionPlusView` handed to strategies."""
+
+    def __init__(self, venue: FusionPlusVenue) -> None:
+        self.order = venue.order
+        self.active_orders = venue.active_orders
+
+
 class FusionPlusVenue:
     """The Fusion+ venue as the app wires it (see the module docstring).
 
@@ -200,9 +208,10 @@ class FusionPlusVenue:
         self._fills.executor = executor
 
     @property
-    def view(self) -> FusionPlusVenue:
-        """The read-only book strategies consult (`order`, `active_orders`)."""
-        return self
+    def view(self) -> _View:
+        """The read-only book strategies consult (`order`, `active_orders`): not the venue, so
+        a strategy cannot reach its submitter, executor or sweep."""
+        return _View(self)
 
     @property
     def book(self) -> OrderBook:
