@@ -191,7 +191,6 @@ class FusionPlusVenue:
         self.decode_errors = 0
         self.unknown_messages = 0
         self.alarms = 0
-        self.resolved: dict[str, str] = {}  # order hash -> final status learnt over REST
 
     def __repr__(self) -> str:
         return f"<FusionPlusVenue {self._conn.settings.url!r}>"
@@ -421,7 +420,6 @@ class FusionPlusVenue:
                         order_hash, "rest_status", at=self._clock(), detail={"status": rest.status}
                     )
                     if status is not None:
-                        self.resolved[order_hash] = status
                         self._record(
                             self._book.resolve(order_hash, status, at, "rest_status"), at, None
                         )
@@ -581,6 +579,9 @@ class FusionPlusVenue:
                 self._ours.discard(order_hash)
             else:
                 self._check_windows(order)
+        # Alarms already raised are remembered only while their order is in the book: the book
+        # forgets old final orders, and this set must not outgrow it over weeks of running.
+        self._alarmed = {key for key in self._alarmed if self._book.get(key[0]) is not None}
         self._reoffer_running_auctions(at)
 
     def _reoffer_running_auctions(self, received_at: float) -> None:
