@@ -59,8 +59,24 @@ def is_final(status: str) -> bool:
     return status in FINAL_STATUSES
 
 
+class _ForOpportunity:
+    """The chain and opportunity id of an Express Relay bid, read from its opportunity."""
+
+    opportunity: SwapOpportunity | LimoOpportunity | EvmOpportunity
+
+    @property
+    def chain_id(self) -> str:
+        """The opportunity's chain."""
+        return self.opportunity.chain_id
+
+    @property
+    def opportunity_id(self) -> str:
+        """The opportunity this bid is for."""
+        return self.opportunity.opportunity_id
+
+
 @attrs.frozen(kw_only=True)
-class SwapBid:
+class SwapBid(_ForOpportunity):
     """Bid on an Express Relay swap (RFQ) opportunity.
 
     `amount` is what the auction compares: with the user fixing the input (`side_specified =
@@ -74,19 +90,9 @@ class SwapBid:
     amount: int
     deadline: int | None = None
 
-    @property
-    def chain_id(self) -> str:
-        """The opportunity's chain."""
-        return self.opportunity.chain_id
-
-    @property
-    def opportunity_id(self) -> str:
-        """The opportunity this bid is for."""
-        return self.opportunity.opportunity_id
-
 
 @attrs.frozen(kw_only=True)
-class LimoBid:
+class LimoBid(_ForOpportunity):
     """On-chain bid on an Express Relay limo (limit order) opportunity.
 
     `instructions` are the caller's own (for a limo fill, the Limo `take_order`); the submitter
@@ -100,19 +106,9 @@ class LimoBid:
     instructions: Sequence[Instruction] = ()
     deadline: int | None = None
 
-    @property
-    def chain_id(self) -> str:
-        """The opportunity's chain."""
-        return self.opportunity.chain_id
-
-    @property
-    def opportunity_id(self) -> str:
-        """The opportunity this bid is for."""
-        return self.opportunity.opportunity_id
-
 
 @attrs.frozen(kw_only=True)
-class EvmBid:
+class EvmBid(_ForOpportunity):
     """Raw bid for an older (EVM) Express Relay deployment.
 
     The target call is the searcher's own contract call that executes the opportunity;
@@ -125,16 +121,6 @@ class EvmBid:
     target_contract: str
     target_calldata: bytes
     permission_key: bytes | None = None
-
-    @property
-    def chain_id(self) -> str:
-        """The opportunity's chain."""
-        return self.opportunity.chain_id
-
-    @property
-    def opportunity_id(self) -> str:
-        """The opportunity this bid is for."""
-        return self.opportunity.opportunity_id
 
 
 @attrs.frozen(kw_only=True)

@@ -8,7 +8,7 @@ rules (`check_bid_transaction`) so a bad bid fails locally with the server's mes
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from solders.keypair import Keypair
@@ -143,26 +143,11 @@ def build_limo_bid_transaction(
         bid_amount=params.amount,
     )
     instructions = [*_budget(priority_fee, compute_unit_limit), submit, *params.instructions]
-    message = compile_message(
-        instructions,
-        payer=searcher,
-        blockhash=blockhash,
-        version=version,
-        lookup_tables=lookup_tables,
-    )
-    tx = partial_sign(message, [searcher])
-    check_bid_transaction(
-        tx,
-        kind="limo",
-        program_id=constants.program_id,
-        relayer_signer=constants.relayer_signer,
-        min_priority_fee=priority_fee,
-        now=now,
-        searcher=searcher_key,
-        lookup_tables={t.key: list(t.addresses) for t in lookup_tables},
-        signed_by=_own_signature(searcher, searcher_key),
-    )
-    return tx
+    return _sign_and_check(
+        instructions, "limo", None, searcher=searcher, searcher_key=searcher_key,
+        constants=constants, blockhash=blockhash, priority_fee=priority_fee, now=now,
+        version=version, lookup_tables=lookup_tables,
+    )  # fmt: skip
 
 
 def build_swap_bid_transaction(
@@ -191,22 +176,41 @@ def build_swap_bid_transaction(
             constants=constants,
         ),
     ]
+    return _sign_and_check(
+        instructions, "swap", params.quote, searcher=searcher, searcher_key=searcher_key,
+        constants=constants, blockhash=blockhash, priority_fee=priority_fee, now=now,
+        version=version, lookup_tables=lookup_tables,
+    )  # fmt: skip
+
+
+def _sign_and_check(
+    instructions: list[Instruction],
+    kind: Literal["limo", "swap"],
+    quote: SwapQuote | None,
+    *,
+    searcher: Signer,
+    searcher_key: Pubkey,
+    constants: ExpressRelayConstants,
+    blockhash: Hash,
+    priority_fee: int,
+    now: float,
+    version: MessageVersion,
+    lookup_tables: Sequence[AddressLookupTableAccount],
+) -> VersionedTransaction:
+    """Compile, sign as the searcher only, and hold the result to the server's rules."""
     message = compile_message(
-        instructions,
-        payer=searcher,
-        blockhash=blockhash,
-        version=version,
+        instructions, payer=searcher, blockhash=blockhash, version=version,
         lookup_tables=lookup_tables,
-    )
+    )  # fmt: skip
     tx = partial_sign(message, [searcher])
     check_bid_transaction(
         tx,
-        kind="swap",
+        kind=kind,
         program_id=constants.program_id,
         relayer_signer=constants.relayer_signer,
         min_priority_fee=priority_fee,
         now=now,
-        swap=params.quote,
+        swap=quote,
         searcher=searcher_key,
         lookup_tables={t.key: list(t.addresses) for t in lookup_tables},
         signed_by=_own_signature(searcher, searcher_key),
