@@ -208,7 +208,9 @@ class Connection:
 
     ``on_message(frame, received_at)`` gets every frame with the ``trio.current_time()`` of its
     receipt; it is synchronous and must not block (hand work off with ``send_nowait``). If it
-    raises, the error is logged and counted and reading continues.
+    raises, the error is logged and counted and reading continues. ``after_message()``, if
+    given, is awaited by the reader after each ``on_message``: a short send that belongs to the
+    frame just handled (it must not wait for the server), made without a trip to another task.
     ``on_connected(link)`` is the venue's session setup, run on each new link while frames keep
     flowing; ``health.healthy`` turns True when it returns.
     ``on_disconnected(error)`` is called once per link, as soon as it fails (``error``) or is
@@ -225,12 +227,14 @@ class Connection:
         on_message: Callable[[str | bytes, float], None],
         on_connected: Callable[[Link], Awaitable[None]],
         on_disconnected: Callable[[BaseException | None], None] | None = None,
+        after_message: Callable[[], Awaitable[None]] | None = None,
         transport: Transport | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.name = name
         self.settings = settings
         self._on_message = on_message
+        self._after_message = after_message
         self._on_connected = on_connected
         self._on_disconnected = on_disconnected
         self._transport: Transport = transport if transport is not None else WebSocketTransport()
@@ -424,6 +428,7 @@ class Connection:
 
     async def _read(self, link: Link) -> None:
         socket = link._socket
+        after_message = self._after_message
         while True:
             frame = await socket.get_message()
             now = trio.current_time()
@@ -443,6 +448,8 @@ class Connection:
                     size=len(frame),
                     frame=_preview(frame),
                 )
+            if after_message is not None:
+                await after_message()
 
     async def _watch_liveness(self, link: Link) -> None:
         window = self.settings.liveness_window

@@ -1,7 +1,12 @@
 """The strategy evaluator: one bounded inbox and one task per strategy, each call under a deadline.
 
 The socket reader hands every opportunity to `Evaluator.offer`, which never blocks: it appends
-to each interested strategy's inbox (a `deque`) and wakes that strategy's task. A full inbox
+to each interested strategy's inbox (a `deque`) and wakes that strategy's task. A strategy whose
+`on_opportunity` is a plain function and whose task is idle (nothing queued, no call running) is
+called right there instead, in the reader's task: the same call the task would make next, under
+the same rules, without the trip through the scheduler (the hot path of a latency-bound daemon).
+Should that plain function return an awaitable, its task awaits it (under the same deadline)
+and the strategy goes through its task from then on. A full inbox
 drops (the oldest queued opportunity or the new one, per `[evaluator] drop_policy`) and counts
 the drop, because a blocked reader stops answering the venue's pings and opportunities are
 perishable anyway. An opportunity older than `max_opportunity_age` when its turn comes is
@@ -85,6 +90,10 @@ class _Runner:
         # True while the task waits on `lot`: producers unpark only then (nothing to wake
         # otherwise, and an unpark with no one parked still costs a call).
         self.parked = False
+        # Called inline by `offer` while idle: a plain `on_opportunity` (until it returns an
+        # awaitable once). `handoff` holds such an awaitable for the task to finish.
+        self.inline = not inspect.iscoroutinefunction(loaded.instance.on_opportunity)
+        self.handoff: tuple[Any, str, Any, float, float] | None = None
         self.state = "running"  # running | quarantined | stopped
         self.stopping = False
         self.done = trio.Event()
@@ -211,7 +220,12 @@ class Evaluator:
         # One entry shared by every inbox: the only allocation per opportunity.
         entry = (venue, opportunity, received_at)
         for runner in routes:
-            runner.put(entry, self._clock)
+            # `parked` means its task waits with nothing queued and no call running: calling
+            # now is exactly what the task would do next, so order and one-call-at-a-time hold.
+            if runner.parked and runner.inline and not runner.stopping:
+                self._evaluate_inline(runner, venue, opportunity, received_at)
+            else:
+                runner.put(entry, self._clock)
 
     def bid_status(self, update: BidUpdate) -> None:
         """Queue a status change for the strategy that made the bid; never blocks.
@@ -269,6 +283,7 @@ class Evaluator:
     def stop(self) -> None:
         """Make `run` stop every strategy (calling `on_stop`) and return."""
         self._closing.set()
+        self._routes = {}  # from now on no strategy takes an opportunity, inline or queued
 
     async def replace(self, strategies: LoadedStrategies) -> None:
         """Swap the running set for `strategies` (SIGHUP reload); returns once swapped.
@@ -372,8 +387,11 @@ class Evaluator:
             if started:
                 runner.streak = 0
             while runner.state == "running" and not runner.stopping:
+                if runner.handoff is not None:
+                    # An inline call returned an awaitable: finish that call before any other.
+                    await self._finish_handoff(runner)
                 # Status updates first: they are about bids already made, and small.
-                if runner.statuses:
+                elif runner.statuses:
                     update = runner.statuses.popleft()
                     with bound_contextvars(
                         venue=update.venue,
@@ -398,6 +416,11 @@ class Evaluator:
                     runner.parked = True
                     await runner.lot.park()
         finally:
+            if runner.handoff is not None:
+                close = getattr(runner.handoff[0], "close", None)  # a coroutine never awaited
+                if close is not None:
+                    close()
+                runner.handoff = None
             discarded = len(runner.inbox)
             runner.inbox.clear()
             runner.statuses.clear()
@@ -413,7 +436,7 @@ class Evaluator:
     async def _evaluate(
         self, runner: _Runner, venue: str, opportunity: Any, received_at: float
     ) -> None:
-        """One `on_opportunity` call; its bids go to the sink."""
+        """One `on_opportunity` call in the strategy's task; its bids go to the sink."""
         runner.evaluated += 1
         runner.m_evaluated.inc()
         # Tokens reset by hand: `bound_contextvars` is a generator context manager and costs
@@ -423,26 +446,69 @@ class Evaluator:
             ok, result = await self._call(
                 runner, "on_opportunity", runner.strategy.on_opportunity, opportunity
             )
-            if not ok:
-                return
-            if result is None:
-                runner.streak = 0
-                return
-            problem = _bad_result(result, venue)
-            if problem is not None:
-                runner.errors += 1
-                runner.m_errors.inc()
-                _log.error("strategy_bad_result", hook="on_opportunity", problem=problem)
-                self._failed(runner)
-                return
-            runner.streak = 0
-            if isinstance(result, _BID_TYPES):
-                self._submit(runner, result, received_at)
-            else:
-                for bid in result:
-                    self._submit(runner, bid, received_at)
+            self._take_bids(runner, venue, ok, result, received_at)
         finally:
             reset_contextvars(**tokens)
+
+    def _evaluate_inline(
+        self, runner: _Runner, venue: str, opportunity: Any, received_at: float
+    ) -> None:
+        """One `on_opportunity` call in the caller's task (see the module docstring)."""
+        runner.evaluated += 1
+        runner.m_evaluated.inc()
+        # The strategy's own task has `strategy` bound; this task has not.
+        tokens = bind_contextvars(
+            strategy=runner.name, venue=venue, opportunity_id=_opportunity_id(opportunity)
+        )
+        try:
+            deadline = trio.current_time() + self._config.call_timeout
+            ok, result = self._call_now(
+                runner, "on_opportunity", runner.strategy.on_opportunity, opportunity
+            )
+            if ok and inspect.isawaitable(result):
+                # A plain function that returned an awaitable: only a task can await it.
+                runner.inline = False
+                runner.handoff = (result, venue, opportunity, received_at, deadline)
+                runner.wake()
+                return
+            self._take_bids(runner, venue, ok, result, received_at)
+        finally:
+            reset_contextvars(**tokens)
+
+    async def _finish_handoff(self, runner: _Runner) -> None:
+        """Await what an inline call returned, under that call's deadline, and take its bids."""
+        assert runner.handoff is not None
+        awaitable, venue, opportunity, received_at, deadline = runner.handoff
+        runner.handoff = None
+        tokens = bind_contextvars(venue=venue, opportunity_id=_opportunity_id(opportunity))
+        try:
+            ok, result = await self._await_hook(runner, "on_opportunity", awaitable, deadline)
+            self._take_bids(runner, venue, ok, result, received_at)
+        finally:
+            reset_contextvars(**tokens)
+
+    def _take_bids(
+        self, runner: _Runner, venue: str, ok: bool, result: Any, received_at: float
+    ) -> None:
+        """Check what `on_opportunity` returned and hand its bids to the sink."""
+        if not ok:
+            return
+        if result is None:
+            runner.streak = 0
+            return
+        problem = _bad_result(result, venue)
+        if problem is not None:
+            runner.errors += 1
+            runner.m_errors.inc()
+            _log.error("strategy_bad_result", hook="on_opportunity", problem=problem)
+            self._failed(runner)
+            return
+        runner.streak = 0
+        if isinstance(result, _BID_TYPES):
+            self._submit(runner, result, received_at)
+        else:
+            for bid in result:
+                self._submit(runner, bid, received_at)
 
     def _submit(self, runner: _Runner, bid: BidIntent, received_at: float) -> None:
         """Hand one bid to the sink; a sink failure is logged, never the strategy's fault."""
@@ -460,39 +526,64 @@ class Evaluator:
         The caller resets the failure streak on success: `on_opportunity`'s result must still
         be checked before the call counts as one.
         """
-        timeout = self._config.call_timeout
-        started = self._clock()
         # Taken before the call, so an async hook's deadline counts from the same moment a
         # cancel scope opened around the whole call would have.
-        deadline = trio.current_time() + timeout
-        awaited = False
-        overran = False
-        result: Any = None
+        deadline = trio.current_time() + self._config.call_timeout
+        ok, result = self._call_now(runner, hook, fn, *args)
+        if ok and inspect.isawaitable(result):
+            return await self._await_hook(runner, hook, result, deadline)
+        return ok, result
+
+    def _call_now(
+        self, runner: _Runner, hook: str, fn: Callable[..., Any], *args: Any
+    ) -> tuple[bool, Any]:
+        """Call `fn` without awaiting: (False, None) on error; a plain result is timed (a sync
+        hook cannot be cancelled: one that overran counts as a timeout); an awaitable is
+        returned for the caller to await."""
+        started = self._clock()
         try:
             result = fn(*args)
-            if inspect.isawaitable(result):
-                # Only an awaited hook can be cancelled, so only it gets a cancel scope (a sync
-                # hook, the common case, spares one per call).
-                awaited = True
-                with trio.move_on_at(deadline) as scope:
-                    result = await result
-                # `cancel_called` as well: a hook that swallowed the Cancelled still overran.
-                overran = scope.cancelled_caught or scope.cancel_called
         except Exception:
-            runner.errors += 1
-            runner.m_errors.inc()
-            _log.error("strategy_error", hook=hook, exc_info=True)
-            self._failed(runner)
+            self._errored(runner, hook)
             return False, None
-        if not awaited and self._clock() - started > timeout:
-            overran = True  # a sync hook cannot be cancelled; it is timed instead
-        if overran:
-            runner.timeouts += 1
-            runner.m_timeouts.inc()
-            _log.warning("strategy_timeout", hook=hook, timeout=timeout, sync=not awaited)
-            self._failed(runner)
+        if inspect.isawaitable(result):
+            return True, result
+        if self._clock() - started > self._config.call_timeout:
+            self._timed_out(runner, hook, sync=True)
             return False, None
         return True, result
+
+    async def _await_hook(
+        self, runner: _Runner, hook: str, awaitable: Any, deadline: float
+    ) -> tuple[bool, Any]:
+        """Await a hook's awaitable, cancelled at `deadline`; (False, None) on error or timeout."""
+        try:
+            # Only an awaited hook can be cancelled, so only it gets a cancel scope (a sync
+            # hook, the common case, spares one per call).
+            with trio.move_on_at(deadline) as scope:
+                result = await awaitable
+        except Exception:
+            self._errored(runner, hook)
+            return False, None
+        # `cancel_called` as well: a hook that swallowed the Cancelled still overran.
+        if scope.cancelled_caught or scope.cancel_called:
+            self._timed_out(runner, hook, sync=False)
+            return False, None
+        return True, result
+
+    def _errored(self, runner: _Runner, hook: str) -> None:
+        """Count and log a hook that raised (called from its `except` block)."""
+        runner.errors += 1
+        runner.m_errors.inc()
+        _log.error("strategy_error", hook=hook, exc_info=True)
+        self._failed(runner)
+
+    def _timed_out(self, runner: _Runner, hook: str, *, sync: bool) -> None:
+        """Count and log a hook that overran its deadline."""
+        runner.timeouts += 1
+        runner.m_timeouts.inc()
+        _log.warning("strategy_timeout", hook=hook, timeout=self._config.call_timeout, sync=sync)
+        self._failed(runner)
 
     def _failed(self, runner: _Runner) -> None:
         """Count a failed call; quarantine the strategy after too many in a row."""
@@ -500,6 +591,7 @@ class Evaluator:
         if runner.streak < self._config.max_consecutive_failures or runner.state != "running":
             return
         runner.state = "quarantined"
+        runner.wake()  # after an inline call its task is parked: it must see this and stop
         self._reroute()
         self._metrics.strategy_quarantined.labels(strategy=runner.name).set(1)
         _log.error(

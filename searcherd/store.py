@@ -3,7 +3,8 @@
 SQLite in WAL mode, one connection used from trio's worker threads one call at a time
 (`CapacityLimiter(1)`). Writers never wait on disk: `add_bid`, `add_status` and friends append a
 statement to an in-memory queue and return; the `run` task commits the queue in small batches
-(every `commit_interval`, or sooner when `batch_max` statements wait). A crash loses at most the
+(every `commit_interval`, or sooner when `batch_max` statements wait), preparing each in a
+moment the event loop is idle (see searcherd._store_batch for how a batch is written). A crash loses at most the
 last batch window, which the venues' reconcilers recover from the venue after a restart.
 
 Amounts are stored as decimal TEXT: SQLite integers stop at 2**63 and token amounts do not.
@@ -20,6 +21,18 @@ import attrs
 import orjson
 import structlog
 import trio
+
+from searcherd._idle import wait_for_idle
+from searcherd._store_batch import (
+    INSERT_BID,
+    INSERT_FIRST_STATUS,
+    INSERT_STATUS,
+    SET_SERVER_BID_ID,
+    UPDATE_STATUS,
+    Statement,
+    fold,
+    write_batch,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -218,9 +231,6 @@ class BidRecord:
     detail: dict[str, Any] | None = None
 
 
-_Statement = tuple[str, tuple[Any, ...]]
-
-
 class StateStore:
     """Queue-fed SQLite writer; see the module docstring for the durability contract."""
 
@@ -228,7 +238,7 @@ class StateStore:
         self.path = path
         self._commit_interval = commit_interval
         self._batch_max = batch_max
-        self._pending: list[_Statement] = []
+        self._pending: list[Statement] = []
         self._wake = trio.Event()
         self._committed_seq = 0  # statements committed so far
         self._enqueued_seq = 0  # statements enqueued so far
@@ -258,6 +268,10 @@ class StateStore:
                         while len(self._pending) < self._batch_max and not self._urgent:
                             self._wake = trio.Event()
                             await self._wake.wait()
+                    # Folding the batch is Python work on the event loop: do it in a quiet
+                    # moment, not in front of an opportunity (bounded: rows must not wait long).
+                    if not self._urgent:
+                        await wait_for_idle(self._commit_interval)
                 self._urgent = False
                 await self._commit_pending()
         finally:
@@ -274,9 +288,10 @@ class StateStore:
         if not batch or self._conn is None:
             return
         conn = self._conn
+        folded = fold(batch)  # here, not in the worker: see searcherd._store_batch
         try:
             skipped = await trio.to_thread.run_sync(
-                _write_batch, conn, batch, limiter=self._limiter
+                write_batch, conn, batch, folded, limiter=self._limiter
             )
         except sqlite3.Error as exc:
             # Keep the rows and retry on the next wake-up: losing them would break the
@@ -330,9 +345,7 @@ class StateStore:
     def add_bid(self, bid: BidRecord) -> None:
         """Record a new bid (before it is sent, so a crash mid-send still leaves its row)."""
         self._enqueue(
-            "INSERT INTO bids (local_id, venue, chain_id, strategy, opportunity_id, server_bid_id,"
-            " amount, status, created_at, updated_at, detail)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            INSERT_BID,
             (
                 bid.local_id,
                 bid.venue,
@@ -347,18 +360,11 @@ class StateStore:
                 _json(bid.detail),
             ),
         )
-        self._enqueue(
-            "INSERT INTO bid_status_history (local_id, status, source, applied, at)"
-            " VALUES (?, ?, 'local', 1, ?)",
-            (bid.local_id, bid.status, bid.created_at),
-        )
+        self._enqueue(INSERT_FIRST_STATUS, (bid.local_id, bid.status, bid.created_at))
 
     def set_server_bid_id(self, local_id: str, server_bid_id: str, at: float) -> None:
         """Attach the venue's id to a bid once the venue accepted it."""
-        self._enqueue(
-            "UPDATE bids SET server_bid_id = ?, updated_at = ? WHERE local_id = ?",
-            (server_bid_id, at, local_id),
-        )
+        self._enqueue(SET_SERVER_BID_ID, (server_bid_id, at, local_id))
 
     def add_status(
         self,
@@ -376,17 +382,9 @@ class StateStore:
         `source` says where the status came from: `ws`, `http` (reconciliation), or `local`
         (the daemon's own decision: sent, rejected, timed out, dry run, blocked).
         """
-        self._enqueue(
-            "INSERT INTO bid_status_history (local_id, status, result, reason, source, applied, at)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (local_id, status, result, reason, source, int(applied), at),
-        )
+        self._enqueue(INSERT_STATUS, (local_id, status, result, reason, source, int(applied), at))
         if applied:
-            self._enqueue(
-                "UPDATE bids SET status = ?, result = coalesce(?, result),"
-                " reason = coalesce(?, reason), updated_at = ? WHERE local_id = ?",
-                (status, result, reason, at, local_id),
-            )
+            self._enqueue(UPDATE_STATUS, (status, result, reason, at, local_id))
 
     def upsert_order(
         self,
@@ -483,53 +481,3 @@ class StateStore:
             " VALUES (?, ?, ?, ?, ?)",
             (order_hash, strategy, str(amount), at, _json(detail)),
         )
-
-
-_ROW_ERRORS = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
-"""Errors of one statement on its own merits (a constraint, a bad value), not of the database."""
-
-
-def _write_batch(conn: sqlite3.Connection, batch: list[_Statement]) -> list[str]:
-    """Commit a batch in one transaction; return the errors of statements that were skipped.
-
-    A statement the database refuses on its own merits (a constraint, a bad value) must not
-    block every row queued behind it forever: such a statement is skipped and reported, and the
-    rest commit. Errors of the database itself (disk full, I/O) roll the batch back and raise,
-    so the caller keeps it and retries.
-
-    The batch is first run straight through (one `execute` per statement). Only if a statement
-    is refused is the transaction rolled back and the batch run again with a savepoint around
-    each statement, which skips exactly the refused ones: the same rows commit either way, but
-    the common case costs a third of the statements.
-    """
-    conn.execute("BEGIN")
-    try:
-        try:
-            for sql, params in batch:
-                conn.execute(sql, params)
-        except _ROW_ERRORS:
-            conn.execute("ROLLBACK")
-            conn.execute("BEGIN")
-            skipped = _write_rows(conn, batch)
-        else:
-            skipped = []
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
-    return skipped
-
-
-def _write_rows(conn: sqlite3.Connection, batch: list[_Statement]) -> list[str]:
-    """Run `batch` inside the open transaction, skipping (and reporting) refused statements."""
-    skipped: list[str] = []
-    for sql, params in batch:
-        conn.execute("SAVEPOINT row")
-        try:
-            conn.execute(sql, params)
-        except _ROW_ERRORS as exc:
-            conn.execute("ROLLBACK TO row")
-            skipped.append(f"{exc}: {sql.split(' (')[0]}")
-        conn.execute("RELEASE row")
-    return skipped

@@ -144,6 +144,7 @@ def make(
     transport: Any = None,
     on_connected: Callable[[Link], Awaitable[None]] | None = None,
     on_message: Callable[[str | bytes, float], None] | None = None,
+    after_message: Callable[[], Awaitable[None]] | None = None,
     **overrides: Any,
 ) -> Connection:
     """A Connection with a deterministic (maximal) backoff draw."""
@@ -154,6 +155,7 @@ def make(
         on_message=on_message or rec.on_message,
         on_connected=on_connected or rec.on_connected,
         on_disconnected=rec.on_disconnected,
+        after_message=after_message,
         transport=transport,
         rng=_MaxRandom(),
     )
@@ -680,6 +682,38 @@ async def test_custom_transport_is_used(
     await until(lambda: len(transport.sockets) == 2)
     assert conn.health.reconnects == 1
     assert isinstance(rec.disconnects[0], SocketClosed)
+
+
+async def test_after_message_is_awaited_after_each_frame_before_the_next(
+    nursery: trio.Nursery, autojump_clock: trio.testing.MockClock
+) -> None:
+    """after_message runs once after each frame's on_message, before the next frame is read."""
+    transport = _MemoryTransport()
+    rec = Recorder()
+    order: list[str] = []
+
+    def on_message(frame: str | bytes, received_at: float) -> None:
+        order.append(f"msg:{frame!s}")
+        rec.on_message(frame, received_at)
+
+    async def after_message() -> None:
+        await trio.sleep(1)  # a real wait: a reader that did not await it would read on
+        order.append("after")
+
+    conn = make(
+        "memory://venue",
+        rec,
+        transport=transport,
+        on_message=on_message,
+        after_message=after_message,
+    )
+    nursery.start_soon(conn.run)
+    await conn.wait_healthy()
+    sock = transport.sockets[0]
+    await sock.to_client.send("1")  # both frames are waiting before the first is read
+    await sock.to_client.send("2")
+    await until(lambda: order.count("after") == 2)
+    assert order == ["msg:1", "after", "msg:2", "after"]
 
 
 async def test_run_twice_concurrently_is_refused(

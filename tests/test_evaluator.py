@@ -197,6 +197,75 @@ async def test_order_preserved(nursery: trio.Nursery) -> None:
     assert rec.calls[1:] == [f"o{i}" for i in range(50)]
 
 
+async def test_idle_sync_strategy_is_called_inline_by_offer(nursery: trio.Nursery) -> None:
+    """A plain `on_opportunity` of an idle strategy runs inside `offer`: its bid is in the sink
+    when `offer` returns, before any other task has run (no trip through the scheduler)."""
+    rec = _make(_Recorder, "rec")
+    ev, sink, metrics = await _start(nursery, rec)
+    ev.offer(FP, _Order("h1"), 5.0)
+    assert rec.calls == ["start", "h1"]
+    assert [(s, b.order_hash, at) for s, b, at in sink.bids] == [("rec", "h1", 5.0)]  # type: ignore[union-attr]
+    assert _sample(metrics, "opportunities_evaluated_total", strategy="rec") == 1
+
+
+async def test_busy_strategy_queues_and_keeps_order_behind_its_statuses(
+    nursery: trio.Nursery,
+) -> None:
+    """With a status waiting, an offer is not called inline: the task takes the status first,
+    then the opportunity, in order."""
+    rec = _make(_Recorder, "rec")
+    ev, sink, _ = await _start(nursery, rec)
+    ev.bid_status(_update("rec", "pending"))
+    ev.offer(FP, _Order("h1"), trio.current_time())
+    ev.offer(FP, _Order("h2"), trio.current_time())
+    assert rec.calls == ["start"]  # nothing ran inline: the task has work queued
+    await trio.testing.wait_all_tasks_blocked()
+    assert rec.calls == ["start", "pending", "h1", "h2"]
+    ev.offer(FP, _Order("h3"), trio.current_time())
+    assert rec.calls[-1] == "h3"  # idle again: inline again
+    assert len(sink.bids) == 3
+
+
+class _ReturnsAwaitable(_Recorder):
+    """A plain function that returns a coroutine (allowed by the plugin API)."""
+
+    def on_opportunity(self, opportunity: Any) -> Any:
+        async def later() -> Any:
+            await trio.lowlevel.checkpoint()
+            self.calls.append(opportunity.order_hash)
+            return _fill(opportunity)
+
+        return later()
+
+
+async def test_plain_hook_returning_an_awaitable_is_finished_by_its_task(
+    nursery: trio.Nursery,
+) -> None:
+    """An inline call that returns an awaitable hands it to the strategy's task, which awaits it
+    and submits its bid; later opportunities go through the task, still in order."""
+    odd = _make(_ReturnsAwaitable, "odd")
+    ev, sink, metrics = await _start(nursery, odd)
+    ev.offer(FP, _Order("h1"), trio.current_time())
+    ev.offer(FP, _Order("h2"), trio.current_time())
+    assert odd.calls == ["start"]
+    await trio.testing.wait_all_tasks_blocked()
+    assert odd.calls == ["start", "h1", "h2"]
+    assert [b.order_hash for _, b, _ in sink.bids] == ["h1", "h2"]  # type: ignore[union-attr]
+    assert _sample(metrics, "strategy_errors_total", strategy="odd") == 0
+
+
+async def test_a_stopping_strategy_is_not_called_inline(nursery: trio.Nursery) -> None:
+    """Once the evaluator stops, offers no longer reach a strategy, inline or queued."""
+    rec = _make(_Recorder, "rec")
+    ev, sink, _ = await _start(nursery, rec)
+    ev.stop()
+    ev.offer(FP, _Order("late"), trio.current_time())
+    await trio.testing.wait_all_tasks_blocked()
+    assert "late" not in rec.calls
+    assert rec.calls[-1] == "stop"
+    assert sink.bids == []
+
+
 async def test_raising_strategy_counted_quarantined_others_carry_on(
     nursery: trio.Nursery,
 ) -> None:

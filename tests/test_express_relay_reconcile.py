@@ -10,6 +10,7 @@ import trio.testing
 
 from searcherd.bids import LimoBid
 from searcherd.express_relay.messages import BidStatus
+from searcherd.express_relay.reconciler import _SWEEP_SLICE
 from searcherd.express_relay.simulator import Timings
 from searcherd.store import BidRecord
 
@@ -155,3 +156,46 @@ async def test_restart_without_api_key_leaves_id_less_bids_unconfirmed(
     assert "API key" in (update.reason or "")
     assert venue.snapshot()["bids_in_flight_by_status"] == {}
     assert er.risk.in_flight() == 0
+
+
+async def test_sweep_of_many_open_bids_lets_other_tasks_run_and_finds_every_due_bid(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A sweep over several slices of open bids yields between slices and returns all due."""
+    await er.start()
+    venue = await er.start_venue()
+    er.stop_venue()  # only the sweep under test looks at the bids
+    rows = [
+        {
+            "local_id": f"open-{i}",
+            "strategy": "strat",
+            "chain_id": "solana",
+            "opportunity_id": None,
+            "amount": 1,
+            "status": "pending",
+            "created_at": 1.0,
+            "server_bid_id": f"server-{i}",
+            "detail": {"kind": "limo"},
+        }
+        for i in range(3 * _SWEEP_SLICE)
+    ]
+    assert venue._submitter.restore(rows) == len(rows)
+    sweeping = False
+    runs_during_sweep = 0
+
+    async def other() -> None:
+        nonlocal runs_during_sweep
+        while True:
+            if sweeping:
+                runs_during_sweep += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        sweeping = True
+        due, stuck = await venue._reconciler._sweep(trio.current_time())
+        sweeping = False
+        nursery.cancel_scope.cancel()
+    assert runs_during_sweep >= 2
+    assert sorted(tb.local_id for tb in due) == sorted(f"open-{i}" for i in range(len(rows)))
+    assert stuck == []

@@ -119,16 +119,20 @@ class RequestTracker:
         self._wake.set()
         return req
 
+    def try_acquire_slot(self) -> bool:
+        """Take one of the ``max_in_flight`` slots if one is free now (no waiting)."""
+        try:
+            self._slots.acquire_nowait()
+        except trio.WouldBlock:
+            return False
+        return True
+
     async def acquire_slot(self, patience: float) -> bool:
         """Wait up to ``patience`` seconds for one of the ``max_in_flight`` slots; False if
         none freed."""
         # Fast path, the common case: a free slot is taken without a cancel scope or a trip
         # through the scheduler. Callers send right after, which is their checkpoint.
-        try:
-            self._slots.acquire_nowait()
-        except trio.WouldBlock:
-            pass
-        else:
+        if self.try_acquire_slot():
             return True
         with trio.move_on_after(patience):
             await self._slots.acquire()

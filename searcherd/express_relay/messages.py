@@ -599,11 +599,17 @@ def _opt(d: dict[str, Any], key: str, typ: type) -> Any:
     raise TypeError(f"{key}: expected {typ.__name__} or null")
 
 
+_STATUS_NAMES: Final = {s: s for s in KNOWN_STATUSES}
+"""One string per known status: the thousands of open bids share it instead of each holding
+the copy its frame was decoded into."""
+
+
 def _decode_bid_status(d: Any) -> BidStatus:
     if not isinstance(d, dict):
         raise TypeError("bid_status: expected an object")
+    kind = _s_str(d["type"], None)
     return BidStatus(
-        type=_s_str(d["type"], None),
+        type=_STATUS_NAMES.get(kind, kind),
         result=_opt(d, "result", str),
         reason=_opt(d, "reason", str),
         index=_opt(d, "index", int),

@@ -57,6 +57,7 @@ _GIVE_UP: Final = 300.0  # seconds an id-less bid is followed before it is aband
 _LIST_PAGES: Final = 50  # pages of 20 read at most when matching id-less bids
 _SETUP_CHECKS: Final = 256  # open bids checked during a reconnect's setup; the rest right after
 _LIST_MARGIN: Final = 60.0  # seconds before the oldest id-less bid to start listing from
+_SWEEP_SLICE: Final = 500  # open bids looked at between two checkpoints of a sweep
 
 
 class Reconciler:
@@ -91,33 +92,45 @@ class Reconciler:
         period = min(1.0, self._interval / 2)
         while True:
             await trio.sleep(period)
-            now = trio.current_time()
-            due = [tb for tb in self._submitter.open_bids() if self._due(tb, now)]
+            due, stuck = await self._sweep(trio.current_time())
             if due:
                 await self._check_many(due)
-            await self._abandon_lost(now)
+            if stuck:
+                await self._give_up(stuck)
+
+    async def _sweep(self, now: float) -> tuple[list[TrackedBid], list[TrackedBid]]:
+        """One look at every open bid: those due for a check, and id-less ones to give up on.
+
+        In slices with a checkpoint between them: with thousands of bids open (most waiting out
+        a slow status), one pass in one go would hold the event loop for milliseconds and delay
+        every opportunity that arrives meanwhile. A bid that changes while the sweep yields is
+        harmless: a check of a bid that just went final confirms what it says.
+        """
+        due: list[TrackedBid] = []
+        stuck: list[TrackedBid] = []
+        bids = self._submitter.open_bids()
+        for start in range(0, len(bids), _SWEEP_SLICE):
+            for tb in bids[start : start + _SWEEP_SLICE]:
+                if tb.server_bid_id is not None:
+                    if self._due(tb, now):
+                        due.append(tb)
+                elif tb.status == "unconfirmed" and now - tb.last_change >= _GIVE_UP:
+                    stuck.append(tb)
+            await trio.lowlevel.checkpoint()
+        return due, stuck
 
     def _due(self, tb: TrackedBid, now: float) -> bool:
-        if tb.server_bid_id is None:
-            return False
         silence = self._interval * (_SLOW_FACTOR if tb.status in _SLOW_STATUSES else 1)
         return now - tb.last_change >= silence
 
-    async def _abandon_lost(self, now: float) -> None:
-        stuck = [
-            tb
-            for tb in self._submitter.open_bids()
-            if tb.server_bid_id is None
-            and tb.status == "unconfirmed"
-            and now - tb.last_change >= _GIVE_UP
-        ]
-        if stuck and self._authenticated:
+    async def _give_up(self, stuck: list[TrackedBid]) -> None:
+        """Stop following id-less bids silent past the give-up time (after a last look)."""
+        if self._authenticated:
             # A last look in our own bid list before letting go (a link that stayed up never
             # ran the reconnect's matching).
             await self._match_without_id(stuck)
-        still_open = {tb.local_id for tb in self._submitter.open_bids()}
         for tb in stuck:
-            if tb.server_bid_id is None and tb.local_id in still_open:
+            if tb.server_bid_id is None and self._submitter.is_open(tb.local_id):
                 self._submitter.abandon(tb, "no server id after the give-up time")
 
     async def reconcile_all(self) -> None:

@@ -25,7 +25,7 @@ import datetime
 import math
 import random
 import uuid
-from collections import Counter, OrderedDict
+from collections import Counter, OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import attrs
@@ -88,7 +88,13 @@ _log = structlog.get_logger(__name__)
 
 VENUE: Final = "express_relay"
 _QUEUE_SIZE: Final = 1024  # bids waiting for the sender; beyond that new bids are blocked
-_FINAL_MEMORY: Final = 10_000  # finished bids remembered to spot updates after a final status
+_FINAL_MEMORY: Final = 2_000  # finished bids remembered to spot updates after a final status
+_CHAIN_NAMES: dict[str, str] = {}  # one string per chain id for every bid (see _chain_name)
+
+
+def _chain_name(chain_id: str) -> str:
+    """The shared copy of `chain_id` (bids by the thousand each held their own; a few chains)."""
+    return _CHAIN_NAMES.setdefault(chain_id, chain_id) if len(_CHAIN_NAMES) < 64 else chain_id
 
 
 _id_bits = random.Random()  # local ids need uniqueness, not secrecy: no syscall per bid
@@ -138,8 +144,8 @@ class TrackedBid:
     signature: str | None = None
     result: str | None = None
     reason: str | None = None
-    received_at: float | None = None  # trio clock of the opportunity frame
-    sent_at: float | None = None
+    received_at: float | None = None  # trio clock of the opportunity frame (until measured)
+    sent_at: float | None = None  # trio clock of the send (until the response is measured)
     in_flight: bool = False  # counted in risk / metrics in-flight
     restored: bool = False  # loaded from the state table of a previous run
 
@@ -173,6 +179,7 @@ class Submitter:
         dry_run: bool,
         ready: Callable[[], bool],
         wall_clock: Callable[[], float],
+        defer: Callable[..., None],
     ) -> None:
         self._store = store
         self._metrics = metrics
@@ -186,12 +193,16 @@ class Submitter:
         self.dry_run = dry_run
         self._ready = ready
         self._wall = wall_clock
+        self._defer = defer
         self._open: dict[str, TrackedBid] = {}  # local id -> bid not final yet
         self._by_server: dict[str, TrackedBid] = {}
         self._finished: OrderedDict[str, TrackedBid] = OrderedDict()  # server id -> final bid
-        self._queue_send, self._queue_recv = trio.open_memory_channel[tuple[TrackedBid, WireBid]](
-            _QUEUE_SIZE
-        )
+        self._queue: deque[tuple[TrackedBid, WireBid]] = deque()  # recorded, waiting to be sent
+        self._sender_lot = trio.lowlevel.ParkingLot()
+        self._sender_parked = False  # the sender task waits on `_sender_lot` for bids
+        # True while the venue's reader dispatches a frame: bids made meanwhile (inline by the
+        # evaluator) are sent by the reader itself right after (`send_held`), not by the sender.
+        self.held = False
         self._sending = 0  # bids taken off the queue and not yet written
         self._progress = trio.Event()  # set when a bid was written or answered (for drain)
         self._closed = False
@@ -203,7 +214,6 @@ class Submitter:
         self._bid_response = metrics.bid_response.labels(VENUE)
         self._submitted: dict[str, MetricCounter] = {}
         self._finals: dict[tuple[str, str], MetricCounter] = {}
-        self._queued = 0  # bids in the send queue (its statistics() builds an object per call)
 
     # -- intake (the hot path) ----------------------------------------------------------------
 
@@ -214,7 +224,7 @@ class Submitter:
         tb = TrackedBid(
             local_id=_local_id(now),
             strategy=strategy,
-            chain_id=bid.chain_id,
+            chain_id=_chain_name(bid.chain_id),
             opportunity_id=bid.opportunity_id,
             amount=bid.amount,
             kind="swap"
@@ -254,9 +264,9 @@ class Submitter:
             return tb.local_id
         self._store.add_bid(self._record(tb, built.detail))
         self._track(tb)
-        # Room was checked in _refusal and nothing awaits in between, so this cannot block.
-        self._queue_send.send_nowait((tb, built.wire))
-        self._queued += 1
+        self._queue.append((tb, built.wire))  # room was checked in _refusal
+        if not self.held:
+            self._wake_sender()
         return tb.local_id
 
     def _refusal(self) -> str | None:
@@ -266,7 +276,7 @@ class Submitter:
             return None
         if not self._ready():
             return "venue_not_connected"
-        if self._queued >= _QUEUE_SIZE:
+        if len(self._queue) >= _QUEUE_SIZE:
             return "venue_send_queue_full"
         return None
 
@@ -307,22 +317,58 @@ class Submitter:
 
     # -- sending ---------------------------------------------------------------------------
 
+    def _wake_sender(self) -> None:
+        if self._sender_parked:
+            self._sender_parked = False
+            self._sender_lot.unpark()
+
     async def run(self) -> None:
-        """The sender: one task writes every queued bid, within the connection's slot cap."""
-        async for tb, wire in self._queue_recv:
-            self._queued -= 1
+        """The sender: one task writes queued bids, within the connection's slot cap."""
+        queue = self._queue
+        while True:
+            if not queue:
+                self._sender_parked = True
+                await self._sender_lot.park()
+                continue
+            tb, wire = queue.popleft()
             self._sending += 1
             try:
-                await self._send_one(tb, wire)
+                # Bounded wait for a slot: the server stops reading our socket at 150 in flight.
+                if await self._tracker.acquire_slot(self._tracker.timeout):
+                    await self._write(tb, wire)
+                else:
+                    self.set_status(tb, "blocked", source="local",
+                                    reason="max_in_flight_per_connection")  # fmt: skip
             finally:
                 self._sending -= 1
                 self._progress.set()
 
-    async def _send_one(self, tb: TrackedBid, wire: WireBid) -> None:
-        # Bounded wait for a slot: the server stops reading our socket at 150 in flight.
-        if not await self._tracker.acquire_slot(self._tracker.timeout):
-            self.set_status(tb, "blocked", source="local", reason="max_in_flight_per_connection")
-            return
+    @property
+    def has_queued(self) -> bool:
+        """True while bids wait to be sent."""
+        return bool(self._queue)
+
+    async def send_held(self) -> None:
+        """Send the bids made while the reader dispatched its frame, from the reader's task.
+
+        Only while a slot is free at once: the reader must not wait for the server. Whatever is
+        left goes to the sender task. This spares the common case (a strategy called inline on
+        an opportunity) a trip through the scheduler between the bid and its frame.
+        """
+        queue = self._queue
+        while queue and self._tracker.try_acquire_slot():
+            tb, wire = queue.popleft()
+            self._sending += 1
+            try:
+                await self._write(tb, wire)
+            finally:
+                self._sending -= 1
+                self._progress.set()
+        if queue:
+            self._wake_sender()
+
+    async def _write(self, tb: TrackedBid, wire: WireBid) -> None:
+        """Send one bid whose request slot is already taken."""
         if not self._ready():
             self._tracker.release_slot()
             self.set_status(tb, "blocked", source="local", reason="venue_not_connected")
@@ -340,15 +386,20 @@ class Submitter:
             return
         now = trio.current_time()
         tb.sent_at = req.sent_at = now
+        # The bid is out: what is left is bookkeeping, done when nothing more urgent waits.
+        self._defer(self._after_send, tb, req.id, now)
+
+    def _after_send(self, tb: TrackedBid, request_id: str, sent_at: float) -> None:
         if tb.received_at is not None:
-            self._frame_to_bid.observe(max(0.0, now - tb.received_at))
+            self._frame_to_bid.observe(max(0.0, sent_at - tb.received_at))
+            tb.received_at = None  # measured: no need to keep it for the bid's whole life
         counter = self._submitted.get(tb.strategy)
         if counter is None:
             counter = self._submitted[tb.strategy] = self._metrics.bids_submitted.labels(
                 tb.strategy, VENUE
             )
         counter.inc()
-        tb.log().info("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=req.id)
+        tb.log().info("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
 
     def _on_response(self, tb: TrackedBid, outcome: Outcome) -> None:
         self._progress.set()
@@ -361,6 +412,7 @@ class Submitter:
         if tb.sent_at is not None:
             elapsed = trio.current_time() - tb.sent_at
             self._bid_response.observe(max(0.0, elapsed))
+            tb.sent_at = None  # measured (as above)
         self._apply_response(tb, response)
 
     def _apply_response(self, tb: TrackedBid, response: Response) -> None:
@@ -426,6 +478,8 @@ class Submitter:
         index: int | None = None,
     ) -> None:
         """Record one transition of ``tb`` (or an anomaly if ``tb`` is already final)."""
+        if result is not None and result == tb.signature:
+            result = tb.signature  # an SVM result is the signature: keep one string, not two
         now_wall = self._wall()
         tb.last_change = trio.current_time()
         if is_final(tb.status):
@@ -578,6 +632,10 @@ class Submitter:
         """Every bid not final yet (a copy, safe to iterate while statuses change)."""
         return list(self._open.values())
 
+    def is_open(self, local_id: str) -> bool:
+        """True while the bid is followed (not final, not abandoned)."""
+        return local_id in self._open
+
     def get(self, local_id: str) -> TrackedBid | None:
         """A bid by local id (open, or final and still remembered)."""
         tb = self._open.get(local_id)
@@ -604,8 +662,4 @@ class Submitter:
     @property
     def busy(self) -> bool:
         """True while bids are queued, being written, or waiting for their response."""
-        return (
-            self._queue_send.statistics().current_buffer_used > 0
-            or self._sending > 0
-            or self._tracker.limited_in_flight > 0
-        )
+        return bool(self._queue) or self._sending > 0 or self._tracker.limited_in_flight > 0

@@ -7,9 +7,12 @@ It wires the resilient :class:`~searcherd.connection.Connection` to the protocol
   opportunities over HTTP, and only then is the venue ready;
 - dispatch (``on_message``): each frame is decoded once and handled synchronously:
   opportunities -> live set -> ``sink.offer``; chain updates -> chain state; removals -> live
-  set; bid statuses -> submitter; responses -> request tracker. Bad and unknown frames are
-  counted and logged within a budget, never fatal;
-- ``on_disconnected`` fails every request in flight at once.
+  set. Responses (-> request tracker) and bid statuses (-> submitter) are bookkeeping: they
+  wait in an :class:`~searcherd._idle.IdleQueue`, in order, until the loop is idle, so they
+  never delay an opportunity. Bad and unknown frames are counted and logged within a budget,
+  never fatal;
+- ``on_disconnected`` applies what the socket delivered, then fails every request still in
+  flight.
 
 Besides the connection it runs the request timeouts, the submitter's sender, the reconciler's
 silence checks and (if needed) the metadata fetch, all in one nursery.
@@ -25,6 +28,7 @@ import orjson
 import structlog
 import trio
 
+from searcherd._idle import IdleQueue
 from searcherd.bids import FINAL_STATUSES, BidUpdate, EvmBid, LimoBid, SwapBid, is_final
 from searcherd.connection import Connection, ConnectionSettings
 from searcherd.express_relay._requests import RequestFailed, RequestTracker
@@ -229,6 +233,7 @@ class ExpressRelayVenue:
             swap_window=config.swap_auction_window, clock=trio.current_time
         )
         self.view = _View(self._chains, self._live, signer, self.cancel_bid)
+        self._later = IdleQueue(VENUE)
         self._tracker = RequestTracker(
             timeout=config.request_timeout, max_in_flight=config.max_in_flight_per_connection
         )
@@ -246,6 +251,7 @@ class ExpressRelayVenue:
             on_message=self._on_message,
             on_connected=self._on_connected,
             on_disconnected=self._on_disconnected,
+            after_message=self._after_message,
             transport=transport,
         )
         self._constants = ConstantsCache(config, self._http)
@@ -262,6 +268,7 @@ class ExpressRelayVenue:
             dry_run=dry_run,
             ready=lambda: self._connection.healthy,
             wall_clock=wall_clock,
+            defer=self._later.defer,
         )
         self._reconciler = Reconciler(
             submitter=self._submitter,
@@ -297,6 +304,7 @@ class ExpressRelayVenue:
             )
             task_status.started()
             async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._later.run)
                 nursery.start_soon(self._tracker.run_timeouts)
                 nursery.start_soon(self._submitter.run)
                 nursery.start_soon(self._reconciler.run)
@@ -320,6 +328,7 @@ class ExpressRelayVenue:
         """Stop intake and wait until no bid is queued or awaiting its answer."""
         self._submitter.close()
         await self._submitter.wait_idle()
+        self._later.drain()  # statuses already received reach the table before it closes
 
     # -- health ----------------------------------------------------------------------------
 
@@ -415,6 +424,8 @@ class ExpressRelayVenue:
 
     def _on_disconnected(self, error: BaseException | None) -> None:
         self._gauge_connected.set(0)
+        # First what the socket did deliver: a response queued here is an answer, not a loss.
+        self._later.drain()
         failed = self._tracker.fail_all("disconnected", type(error).__name__ if error else "closed")
         if failed:
             _log.info("requests_failed_on_disconnect", venue=VENUE, count=failed)
@@ -456,19 +467,28 @@ class ExpressRelayVenue:
         except ExpressRelayDecodeError as exc:
             self._bad_frame(exc)
             return
-        # Opportunities first: they are the hot path.
+        # Opportunities first: they are the hot path. Bids made for one while it is dispatched
+        # are held for the reader to send right after (`_after_message`).
         if isinstance(msg, (SwapOpportunity, LimoOpportunity, EvmOpportunity)):
-            self._on_opportunity(msg, received_at)
+            self._submitter.held = True
+            try:
+                self._on_opportunity(msg, received_at)
+            finally:
+                self._submitter.held = False
         elif isinstance(msg, Response):
-            self._tracker.resolve(msg)
+            self._later.defer(self._tracker.resolve, msg)
         elif isinstance(msg, BidStatusUpdate):
-            self._submitter.on_status_update(msg)
+            self._later.defer(self._submitter.on_status_update, msg)
         elif isinstance(msg, SvmChainUpdate):
             self._chains[msg.chain_id] = ChainState(
                 msg.chain_id, msg.blockhash, msg.latest_prioritization_fee, received_at
             )
         elif isinstance(msg, OpportunityDelete):
             self._live.remove(msg)
+
+    async def _after_message(self) -> None:
+        if self._submitter.has_queued:
+            await self._submitter.send_held()
 
     def _on_opportunity(self, opp: Opportunity, received_at: float) -> None:
         # Children cached per (chain, kind): `.labels()` costs a lock and a lookup per frame.
