@@ -69,18 +69,30 @@ class Phase:
     unmatched_bids: int
     latency: Latency | None
     span_ns: int  # first opportunity sent -> last bid received
+    latencies_ns: tuple[int, ...] = attrs.field(default=(), repr=False)  # every sample
 
     @classmethod
     def merge(cls, replies: Sequence[dict[str, Any]]) -> Phase:
-        """One phase from the simulator's answers for its segments."""
-        latencies = [ns for r in replies for ns in r["latencies_ns"]]
+        """One phase from the simulator's answers for its segments (or for repeated runs)."""
+        latencies = tuple(ns for r in replies for ns in r["latencies_ns"])
         return cls(
             sent=sum(r["sent"] for r in replies),
             matched=sum(r["matched"] for r in replies),
             unmatched_bids=sum(r["unmatched_bids"] for r in replies),
             latency=Latency.of(latencies),
             span_ns=sum(r["span_ns"] for r in replies),
+            latencies_ns=latencies,
         )
+
+    def as_reply(self) -> dict[str, Any]:
+        """This phase in the simulator's reply shape (to pool repeated runs with `merge`)."""
+        return {
+            "sent": self.sent,
+            "matched": self.matched,
+            "unmatched_bids": self.unmatched_bids,
+            "span_ns": self.span_ns,
+            "latencies_ns": self.latencies_ns,
+        }
 
     @property
     def bids_per_second(self) -> float:
@@ -98,6 +110,24 @@ class ClientRun:
     peak_rss_kb: int
     rss_at: dict[int, int]  # opportunities sent so far -> RSS in KiB after them
     cpu_s: tuple[float, float] = (0.0, 0.0)  # CPU seconds of (client, simulator) while measured
+    runs: int = 1  # repeated runs pooled into this one
+
+    @classmethod
+    def pool(cls, runs: Sequence[ClientRun]) -> ClientRun:
+        """Repeated runs of one client as one: every latency sample pooled (quantiles over all
+        of them, so one noisy run moves the figures less), bids and spans summed, CPU summed,
+        and the memory figures of the run that ended highest (the worst case, not a mix)."""
+        worst = max(runs, key=lambda r: max(r.rss_at.values(), default=0))
+        bursts = [r.burst for r in runs if r.burst is not None]
+        return cls(
+            runs[0].name,
+            Phase.merge([r.open_loop.as_reply() for r in runs]),
+            Phase.merge([b.as_reply() for b in bursts]) if bursts else None,
+            max(r.peak_rss_kb for r in runs),
+            worst.rss_at,
+            cpu_s=(sum(r.cpu_s[0] for r in runs), sum(r.cpu_s[1] for r in runs)),
+            runs=sum(r.runs for r in runs),
+        )
 
 
 @attrs.frozen

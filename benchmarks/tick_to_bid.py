@@ -1,6 +1,7 @@
 """Tick-to-bid benchmark: from an opportunity frame leaving the server to our bid arriving back.
 
-Run ``python -m benchmarks.tick_to_bid`` (``make bench``). For each client, in turn:
+Run ``python -m benchmarks.tick_to_bid`` (``make bench``). Each client runs ``--repeat`` times
+(default 3), the clients taking turns, and its samples are pooled. Each run:
 
 1. a fresh Express Relay simulator starts in its own process (``benchmarks._simproc``), with
    its random opportunity flow off;
@@ -15,11 +16,11 @@ Run ``python -m benchmarks.tick_to_bid`` (``make bench``). For each client, in t
    ``post_bid`` naming it is read off the socket, all with ``perf_counter_ns`` in its own
    process (no clock crosses a process boundary).
 
-It prints p50/p90/p99/max latency per phase, burst throughput (bids/s from the first send to
-the last bid), each client's peak RSS and the daemon's RSS after 10% of the opportunities (or
-after 10,000) and at the end, the daemon/floor ratios, and PASS/FAIL/SKIP per goal. The RSS
-goals need ``--opportunities 100000``. Exit code 0 when every requested client was measured,
-1 otherwise; goals never change the exit code (timings depend on the machine).
+It prints p50/p90/p99/max latency per phase (over every pooled sample), burst throughput (bids/s
+from the first send to the last bid), each client's peak RSS and the daemon's RSS after 10% of
+the opportunities (or after 10,000) and at the end, the daemon/floor ratios, and PASS/FAIL/SKIP
+per goal. The RSS goals need ``--opportunities 100000``. Exit code 0 when every requested client
+was measured, 1 otherwise; goals never change the exit code (timings depend on the machine).
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class BenchOptions(argparse.Namespace):
     profile: Path | None
     check_bids: bool
     floor_ignores_cap: bool
+    repeat: int
 
 
 def checkpoints(count: int) -> list[int]:
@@ -110,6 +112,7 @@ def _start_client(
 
 def measure(name: str, opts: BenchOptions, folder: Path) -> ClientRun:
     """Run one client against a fresh simulator and return what was measured."""
+    folder.mkdir(parents=True, exist_ok=True)
     with (folder / f"simulator-{name}.log").open("wb") as sim_log:
         sim_profile = opts.profile / f"simulator-{name}.prof" if opts.profile else None
         sim = SimProcess(
@@ -180,6 +183,13 @@ def _parse(argv: Sequence[str] | None) -> BenchOptions:
         default=",".join(CLIENTS),
         help="comma-separated subset of: floor,daemon (default both)",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=3,
+        help="runs per client, the clients taking turns; their samples are pooled (default 3: "
+        "on a shared machine one run's p99 moves by 2x from noise alone)",
+    )
     parser.add_argument("--seed", type=int, default=0, help="simulator seed")
     parser.add_argument(
         "--check-bids",
@@ -213,8 +223,8 @@ def _parse(argv: Sequence[str] | None) -> BenchOptions:
     unknown = sorted(set(clients) - set(CLIENTS))
     if unknown or not clients:
         parser.error(f"--clients: unknown {', '.join(unknown) or '(empty)'}; use floor,daemon")
-    if opts.opportunities < 1 or opts.burst < 0 or opts.rate <= 0:
-        parser.error("--opportunities must be >= 1, --burst >= 0 and --rate > 0")
+    if opts.opportunities < 1 or opts.burst < 0 or opts.rate <= 0 or opts.repeat < 1:
+        parser.error("--opportunities must be >= 1, --burst >= 0, --rate > 0 and --repeat >= 1")
     opts.clients = clients
     return opts
 
@@ -224,20 +234,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     opts = _parse(argv)
     load_before = os.getloadavg()[0]
     folder = Path(tempfile.mkdtemp(prefix="searcherd-bench-"))
-    runs: list[ClientRun] = []
+    measured: dict[str, list[ClientRun]] = {name: [] for name in opts.clients}
     failures: list[str] = []
     try:
-        for name in opts.clients:
-            print(f"measuring {name} ...", file=sys.stderr, flush=True)
-            try:
-                runs.append(measure(name, opts, folder))
-            except BenchError as exc:
-                failures.append(f"{name}: {exc} (logs: {folder if opts.keep else 'use --keep'})")
+        # The clients take turns (floor, daemon, floor, ...): a slow spell of the machine then
+        # lands on both, not on whichever happened to run during it.
+        for turn in range(opts.repeat):
+            for name in opts.clients:
+                print(f"measuring {name} ({turn + 1}/{opts.repeat}) ...", file=sys.stderr,
+                      flush=True)  # fmt: skip
+                try:
+                    measured[name].append(measure(name, opts, folder / f"{name}-{turn + 1}"))
+                except BenchError as exc:
+                    where = folder if opts.keep else "use --keep"
+                    failures.append(f"{name} run {turn + 1}: {exc} (logs: {where})")
+        runs = [ClientRun.pool(r) for r in measured.values() if r]
         by_name = {r.name: r for r in runs}
         header = (
             f"tick-to-bid: {opts.opportunities:,} opportunities open loop at {opts.rate:,.0f}/s, "
-            f"burst of {opts.burst:,}; {os.cpu_count()} CPUs; latency = opportunity sent -> "
-            "bid received, on the simulator's clock"
+            f"burst of {opts.burst:,}; {opts.repeat} run(s) per client, samples pooled; "
+            f"{os.cpu_count()} CPUs; latency = opportunity sent -> bid received, on the "
+            "simulator's clock"
         )
         if load_before > _BUSY_LOAD:
             header += (

@@ -4,8 +4,9 @@ SQLite in WAL mode, one connection used from trio's worker threads one call at a
 (`CapacityLimiter(1)`). Writers never wait on disk: `add_bid`, `add_status` and friends append a
 statement to an in-memory queue and return; the `run` task commits the queue in small batches
 (every `commit_interval`, or sooner when `batch_max` statements wait), preparing each in a
-moment the event loop is idle (see searcherd._store_batch for how a batch is written). A crash loses at most the
-last batch window, which the venues' reconcilers recover from the venue after a restart.
+moment the event loop is idle (searcherd._store_batch says how a batch is written). A crash
+loses at most the last batch window, which the venues' reconcilers recover from the venue after
+a restart.
 
 Amounts are stored as decimal TEXT: SQLite integers stop at 2**63 and token amounts do not.
 Times are Unix seconds (float), so rows mean the same after a restart.

@@ -30,20 +30,21 @@ def _run(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
 
 
 def test_tick_to_bid_measures_floor_and_daemon() -> None:
-    """A small run measures both clients: every opportunity gets its bid, and the report has
-    the latency percentiles, burst throughput, RSS, CPU, ratios and one verdict per goal."""
-    proc = _run(
-        "benchmarks.tick_to_bid", "--opportunities", "300", "--burst", "100", "--rate", "500"
-    )
+    """A small run measures both clients twice each, pooled: every opportunity of both runs gets
+    its bid, and the report has the latency percentiles, burst throughput, RSS, CPU, ratios and
+    one verdict per goal."""
+    proc = _run("benchmarks.tick_to_bid", "--opportunities", "300", "--burst", "100",
+                "--rate", "500", "--repeat", "2")  # fmt: skip
     out = proc.stdout
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for client in ("floor", "daemon"):
-        row = re.search(rf"^{client}\s+({_NUMBER}\s+){{4}}300/300\s+\d+$", out, flags=re.MULTILINE)
+        row = re.search(rf"^{client}\s+({_NUMBER}\s+){{4}}600/600\s+\d+$", out, flags=re.MULTILINE)
         assert row, f"no open-loop row for {client}:\n{out}"
-        burst = re.search(rf"^{client}\s+({_NUMBER}\s+){{4}}100/100\s+{_NUMBER}$", out, re.M)
+        burst = re.search(rf"^{client}\s+({_NUMBER}\s+){{4}}200/200\s+{_NUMBER}$", out, re.M)
         assert burst, f"no burst row for {client}:\n{out}"
         assert re.search(rf"^{client} RSS: peak {_NUMBER} MB; after 30: ", out, re.M), out
         assert re.search(rf"^{client} CPU while measured: client {_NUMBER} s", out, re.M), out
+    assert "2 run(s) per client, samples pooled" in out
     assert re.search(r"^daemon/floor: p50 [0-9.]+x, .*burst bids/s [0-9.]+x", out, re.M), out
     verdicts = re.findall(r"^  (PASS|FAIL|SKIP)  ", out, re.M)
     assert len(verdicts) == 5, out
@@ -55,7 +56,7 @@ def test_tick_to_bid_measures_floor_and_daemon() -> None:
 def test_tick_to_bid_floor_only_skips_the_comparisons() -> None:
     """With only the floor measured, the daemon goals are skipped, not failed."""
     proc = _run("benchmarks.tick_to_bid", "--clients", "floor", "--opportunities", "100",
-                "--burst", "0")  # fmt: skip
+                "--burst", "0", "--repeat", "1")  # fmt: skip
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert re.search(r"^floor\s+.*100/100", proc.stdout, re.M), proc.stdout
     assert "FAIL" not in proc.stdout
