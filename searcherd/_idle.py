@@ -8,8 +8,8 @@ of the next opportunity; queued here, it runs when no task is runnable and no I/
 an opportunity waits behind at most one small slice of it.
 
 A loop that is never idle still gets its bookkeeping done: work older than `max_delay` runs
-anyway, one slice per scheduling round. It is late then, never lost, and the queue cannot grow
-without bound.
+anyway, one slice per scheduling round, taking its turn with every other task. It is late then,
+never lost.
 """
 
 from __future__ import annotations

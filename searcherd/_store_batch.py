@@ -85,9 +85,10 @@ _UPDATE_FOLDED: Final = (
     " reason = coalesce(?, reason), server_bid_id = coalesce(?, server_bid_id), updated_at = ?"
     " WHERE local_id = ?"
 )
-# Positions in a folded bid row (the order of _BID_COLUMNS) and in a folded update.
-_ROW_SERVER_ID, _ROW_STATUS, _ROW_RESULT, _ROW_REASON, _ROW_UPDATED_AT = 5, 7, 8, 9, 11
-_UP_STATUS, _UP_RESULT, _UP_REASON, _UP_SERVER_ID, _UP_AT = 0, 1, 2, 3, 4
+# Where status, result, reason, server id and updated_at sit in a folded bid row (the order of
+# _BID_COLUMNS) and in a folded update (the order of _UPDATE_FOLDED's parameters).
+_IN_ROW: Final = (7, 8, 9, 5, 11)
+_IN_UPDATE: Final = (0, 1, 2, 3, 4)
 
 _CHUNK: Final = 64
 """Rows per multi-row INSERT at most: 64 x 13 parameters stays under SQLite's oldest limit of
@@ -207,31 +208,16 @@ def _fold(
     server_bid_id: str | None = None,
 ) -> None:
     """Apply one change to the bid's row of this batch, or to its pending update."""
-    row = new_bids.get(local_id)
-    if row is not None:
-        if status is not None:
-            row[_ROW_STATUS] = status
-        if result is not None:
-            row[_ROW_RESULT] = result
-        if reason is not None:
-            row[_ROW_REASON] = reason
-        if server_bid_id is not None:
-            row[_ROW_SERVER_ID] = server_bid_id
-        row[_ROW_UPDATED_AT] = at
-        return
-    update = updates.get(local_id)
-    if update is None:
-        updates[local_id] = [status, result, reason, server_bid_id, at]
-        return
-    if status is not None:
-        update[_UP_STATUS] = status
-    if result is not None:
-        update[_UP_RESULT] = result
-    if reason is not None:
-        update[_UP_REASON] = reason
-    if server_bid_id is not None:
-        update[_UP_SERVER_ID] = server_bid_id
-    update[_UP_AT] = at
+    target, places = new_bids.get(local_id), _IN_ROW
+    if target is None:
+        target, places = updates.get(local_id), _IN_UPDATE
+        if target is None:
+            updates[local_id] = [status, result, reason, server_bid_id, at]
+            return
+    for place, value in zip(places, (status, result, reason, server_bid_id), strict=False):
+        if value is not None:
+            target[place] = value
+    target[places[-1]] = at
 
 
 def _insert_rows(conn: sqlite3.Connection, table: str, columns: str, rows: list[Any]) -> None:

@@ -2,8 +2,10 @@
 and every status after that.
 
 ``submit`` is synchronous and never waits: it runs the risk gate, builds and signs the bid,
-records it (the store queues the row; no disk wait) and queues the frame for the single sender
-task, which takes one of the connection's request slots and writes it. The response, the pushed
+records it (the store queues the row; no disk wait) and queues the frame. A bid made while the
+venue's reader dispatches an opportunity is written by the reader right after that frame
+(``send_held``) if a request slot is free; any other goes to the sender task, which waits for a
+slot. Metrics and the log line of a sent bid wait for an idle moment. The response, the pushed
 ``bid_status_update`` messages and the reconciler's HTTP answers all arrive through
 :meth:`Submitter.apply_status`, the one place where a bid changes status:
 
