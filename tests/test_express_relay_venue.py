@@ -11,6 +11,7 @@ import attrs
 import trio
 import trio.testing
 
+from searcherd.bids import EvmBid
 from searcherd.express_relay._requests import Outcome, RequestTracker
 from searcherd.express_relay.messages import LimoOpportunity, Response, SwapOpportunity
 from searcherd.express_relay.opportunities import LiveOpportunities
@@ -200,6 +201,39 @@ async def test_backfill_offers_what_is_live_at_connect(
     venue = await er.start_venue(max_opportunity_age=1_000.0)
     assert _offered_ids(er) == [opp.opportunity_id]
     assert venue.view.live_opportunities("solana") == [opp]
+
+
+async def test_a_bid_on_a_backfilled_opportunity_is_sent_during_setup(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A strategy called at once on a backfilled opportunity (inline, during the venue's setup)
+    gets its bid sent: the link takes bids from its accepted `subscribe` on, not only once the
+    whole setup is done."""
+    sim = await er.start(evm_chains=("op_sepolia",), evm_lifetime=math.inf)
+    opp = sim.push_opportunity(program="evm")
+    bids: list[str] = []
+
+    class BidAtOnce:
+        """The recording sink, plus a strategy that bids inside `offer` (as inline ones do)."""
+
+        def offer(self, venue: str, opportunity: Any, received_at: float) -> None:
+            er.sink.offer(venue, opportunity, received_at)
+            bid = EvmBid(opportunity=opportunity, amount=1000, target_contract="0x" + "ab" * 20,
+                         target_calldata=b"\x01")  # fmt: skip
+            bids.append(live._submitter.submit("strat", bid, received_at))
+
+        def bid_status(self, update: Any) -> None:
+            er.sink.bid_status(update)
+
+    # Swapped in before the link is up: the backfill runs once it has connected.
+    live = await er.start_venue(max_opportunity_age=1_000.0, ready=False)
+    live._sink = BidAtOnce()
+    with trio.fail_after(60):
+        await live.wait_ready()
+    assert _offered_ids(er) == [opp.opportunity_id]
+    [local_id] = bids
+    await er.wait_until(lambda: "pending" in er.sink.statuses(local_id))
+    assert er.sink.statuses(local_id)[0] == "pending"  # never "blocked"
 
 
 async def test_chain_state_and_health(

@@ -4,7 +4,8 @@ It wires the resilient :class:`~searcherd.connection.Connection` to the protocol
 
 - session setup (``on_connected``) on every link: subscribe to every chain (an error is a setup
   failure with the server's text), reconcile every open bid over HTTP, backfill the live
-  opportunities over HTTP, and only then is the venue ready;
+  opportunities over HTTP, and only then is the venue ready (bids may go out from the accepted
+  ``subscribe`` on: strategies may bid on backfilled opportunities at once);
 - dispatch (``on_message``): each frame is decoded once and handled synchronously:
   opportunities -> live set -> ``sink.offer``; chain updates -> chain state; removals -> live
   set. Responses (-> request tracker) and bid statuses (-> submitter) are bookkeeping: they
@@ -234,6 +235,10 @@ class ExpressRelayVenue:
         )
         self.view = _View(self._chains, self._live, signer, self.cancel_bid)
         self._later = IdleQueue(VENUE)
+        # True from a link's accepted `subscribe` until it goes down: bids may go out from then
+        # on, also while the rest of the setup (reconcile, backfill) runs. The backfill offers
+        # opportunities to strategies, which may bid on them at once.
+        self._subscribed = False
         self._tracker = RequestTracker(
             timeout=config.request_timeout, max_in_flight=config.max_in_flight_per_connection
         )
@@ -266,7 +271,7 @@ class ExpressRelayVenue:
             constants=self._constants,
             signer=signer,
             dry_run=dry_run,
-            ready=lambda: self._connection.healthy,
+            ready=lambda: self._subscribed,
             wall_clock=wall_clock,
             defer=self._later.defer,
         )
@@ -407,6 +412,7 @@ class ExpressRelayVenue:
         if not response.ok:
             _log.error("subscribe_failed", venue=VENUE, chains=list(chains), error=response.error)
             raise SubscribeFailed(response.error or "subscribe refused")
+        self._subscribed = True
         await self._reconciler.reconcile_all()
         if self._recover_since is not None:
             # Once per process, on the first link: the restart's look for lost rows.
@@ -423,6 +429,7 @@ class ExpressRelayVenue:
         self._gauge_connected.set(1)
 
     def _on_disconnected(self, error: BaseException | None) -> None:
+        self._subscribed = False
         self._gauge_connected.set(0)
         # First what the socket did deliver: a response queued here is an answer, not a loss.
         self._later.drain()
