@@ -38,7 +38,6 @@ __all__ = [
     "INSERT_BID",
     "INSERT_FIRST_STATUS",
     "INSERT_STATUS",
-    "ROW_ERRORS",
     "SET_SERVER_BID_ID",
     "UPDATE_STATUS",
     "Folded",
@@ -69,7 +68,7 @@ UPDATE_STATUS: Final = (
 )
 SET_SERVER_BID_ID: Final = "UPDATE bids SET server_bid_id = ?, updated_at = ? WHERE local_id = ?"
 
-ROW_ERRORS: Final = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
+_ROW_ERRORS: Final = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
 """Errors of one statement on its own merits (a constraint, a bad value), not of the database."""
 
 # The folded statements. A folded update carries None for "leave as it is": no column it sets
@@ -124,7 +123,7 @@ def write_batch(
             try:
                 _write_folded(conn, folded)
                 skipped = []
-            except ROW_ERRORS:
+            except _ROW_ERRORS:
                 conn.execute("ROLLBACK")
                 conn.execute("BEGIN")
         if skipped is None:
@@ -144,7 +143,7 @@ def write_rows(conn: sqlite3.Connection, batch: list[Statement]) -> list[str]:
         conn.execute("SAVEPOINT row")
         try:
             conn.execute(sql, params)
-        except ROW_ERRORS as exc:
+        except _ROW_ERRORS as exc:
             conn.execute("ROLLBACK TO row")
             skipped.append(f"{exc}: {sql.split(' (')[0]}")
         conn.execute("RELEASE row")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import sys
 from typing import Any, ClassVar, Final
 
 import attrs
@@ -599,17 +600,13 @@ def _opt(d: dict[str, Any], key: str, typ: type) -> Any:
     raise TypeError(f"{key}: expected {typ.__name__} or null")
 
 
-_STATUS_NAMES: Final = {s: s for s in KNOWN_STATUSES}
-"""One string per known status: the thousands of open bids share it instead of each holding
-the copy its frame was decoded into."""
-
-
 def _decode_bid_status(d: Any) -> BidStatus:
     if not isinstance(d, dict):
         raise TypeError("bid_status: expected an object")
-    kind = _s_str(d["type"], None)
     return BidStatus(
-        type=_STATUS_NAMES.get(kind, kind),
+        # Interned: the thousands of open bids share one string per status instead of each
+        # holding the copy its frame was decoded into.
+        type=sys.intern(_s_str(d["type"], None)),
         result=_opt(d, "result", str),
         reason=_opt(d, "reason", str),
         index=_opt(d, "index", int),

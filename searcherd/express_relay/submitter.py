@@ -26,6 +26,7 @@ import base64
 import datetime
 import math
 import random
+import sys
 import uuid
 from collections import Counter, OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Final, Protocol
@@ -91,12 +92,6 @@ _log = structlog.get_logger(__name__)
 VENUE: Final = "express_relay"
 _QUEUE_SIZE: Final = 1024  # bids waiting for the sender; beyond that new bids are blocked
 _FINAL_MEMORY: Final = 2_000  # finished bids remembered to spot updates after a final status
-_CHAIN_NAMES: dict[str, str] = {}  # one string per chain id for every bid (see _chain_name)
-
-
-def _chain_name(chain_id: str) -> str:
-    """The shared copy of `chain_id` (bids by the thousand each held their own; a few chains)."""
-    return _CHAIN_NAMES.setdefault(chain_id, chain_id) if len(_CHAIN_NAMES) < 64 else chain_id
 
 
 _id_bits = random.Random()  # local ids need uniqueness, not secrecy: no syscall per bid
@@ -226,7 +221,8 @@ class Submitter:
         tb = TrackedBid(
             local_id=_local_id(now),
             strategy=strategy,
-            chain_id=_chain_name(bid.chain_id),
+            # Interned: bids by the thousand share one string per chain instead of a copy each.
+            chain_id=sys.intern(bid.chain_id),
             opportunity_id=bid.opportunity_id,
             amount=bid.amount,
             kind="swap"
