@@ -296,6 +296,33 @@ async def test_tracker_fails_everything_when_the_socket_dies() -> None:
     assert tracker.limited_in_flight == 0
 
 
+async def test_tracker_frees_a_slot_at_once_when_its_callback_is_deferred() -> None:
+    """With ``defer``, a response frees its slot on arrival (a burst is not held at the cap)
+    while its ``on_done`` waits for whoever runs the deferred calls, in arrival order."""
+    deferred: list[tuple[Any, ...]] = []
+    tracker = RequestTracker(
+        timeout=5.0, max_in_flight=1, defer=lambda fn, *args: deferred.append((fn, *args))
+    )
+    outcomes: list[Outcome] = []
+    assert tracker.try_acquire_slot()
+    first = tracker.begin("post_bid", outcomes.append, limited=True)
+    assert not tracker.try_acquire_slot()
+    tracker.resolve(Response(first.id, True, None))
+    assert tracker.limited_in_flight == 0
+    assert tracker.in_flight == 0
+    assert outcomes == []
+    assert tracker.try_acquire_slot()
+    second = tracker.begin("post_bid", outcomes.append, limited=True)
+    assert tracker.fail_all("disconnected") == 1
+    for fn, *args in deferred:
+        fn(*args)
+    assert outcomes[0].response is not None
+    assert outcomes[0].response.id == first.id
+    assert outcomes[1].failure is not None
+    assert outcomes[1].failure.reason == "disconnected"
+    assert second.id != first.id
+
+
 def _clocked() -> tuple[LiveOpportunities, list[float]]:
     now = [0.0]
     return LiveOpportunities(swap_window=0.25, clock=lambda: now[0]), now

@@ -73,8 +73,18 @@ class PendingRequest:
 class RequestTracker:
     """Ids, in-flight requests, timeouts and the per-connection slot cap of one venue socket."""
 
-    def __init__(self, *, timeout: float, max_in_flight: int) -> None:
+    def __init__(
+        self,
+        *,
+        timeout: float,
+        max_in_flight: int,
+        defer: Callable[..., None] | None = None,
+    ) -> None:
         self.timeout = timeout
+        # Where `on_done` callbacks run: `defer(callback, request, outcome)` (the venue's idle
+        # queue: they are bookkeeping), or at once without it. Correlation and the slot are
+        # settled at once either way.
+        self._defer = defer
         self.max_in_flight = max_in_flight
         self._ids = itertools.count(1)
         # Insertion order is deadline order (one timeout for every request), so the sweeper
@@ -145,7 +155,15 @@ class RequestTracker:
 
     def _finish(self, req: PendingRequest, outcome: Outcome) -> None:
         if req.limited:
+            # At once, even when the callback waits: a slot held until the loop is idle would
+            # stall a burst at the cap.
             self._slots.release()
+        if self._defer is not None:
+            self._defer(self._done, req, outcome)
+        else:
+            self._done(req, outcome)
+
+    def _done(self, req: PendingRequest, outcome: Outcome) -> None:
         try:
             req.on_done(outcome)
         except Exception:  # a callback bug must not break correlation for everyone else

@@ -8,9 +8,10 @@ It wires the resilient :class:`~searcherd.connection.Connection` to the protocol
   ``subscribe`` on: strategies may bid on backfilled opportunities at once);
 - dispatch (``on_message``): each frame is decoded once and handled synchronously:
   opportunities -> live set -> ``sink.offer``; chain updates -> chain state; removals -> live
-  set. Responses (-> request tracker) and bid statuses (-> submitter) are bookkeeping: they
-  wait in an :class:`~searcherd._idle.IdleQueue`, in order, until the loop is idle, so they
-  never delay an opportunity. Bad and unknown frames are counted and logged within a budget,
+  set; responses -> request tracker, which frees the request's slot at once. What a response
+  means for its bid, and bid statuses (-> submitter), are bookkeeping: they wait in an
+  :class:`~searcherd._idle.IdleQueue`, in order, until the loop is idle, so they never delay an
+  opportunity. Bad and unknown frames are counted and logged within a budget,
   never fatal;
 - ``on_disconnected`` applies what the socket delivered, then fails every request still in
   flight.
@@ -240,7 +241,9 @@ class ExpressRelayVenue:
         # opportunities to strategies, which may bid on them at once.
         self._subscribed = False
         self._tracker = RequestTracker(
-            timeout=config.request_timeout, max_in_flight=config.max_in_flight_per_connection
+            timeout=config.request_timeout,
+            max_in_flight=config.max_in_flight_per_connection,
+            defer=self._later.defer,
         )
         self._connection = Connection(
             VENUE,
@@ -434,6 +437,7 @@ class ExpressRelayVenue:
         # First what the socket did deliver: a response queued here is an answer, not a loss.
         self._later.drain()
         failed = self._tracker.fail_all("disconnected", type(error).__name__ if error else "closed")
+        self._later.drain()  # ... and the failures' bookkeeping, now
         if failed:
             _log.info("requests_failed_on_disconnect", venue=VENUE, count=failed)
 
@@ -483,7 +487,7 @@ class ExpressRelayVenue:
             finally:
                 self._submitter.held = False
         elif isinstance(msg, Response):
-            self._later.defer(self._tracker.resolve, msg)
+            self._tracker.resolve(msg)  # frees its slot now; the bookkeeping waits (see above)
         elif isinstance(msg, BidStatusUpdate):
             self._later.defer(self._submitter.on_status_update, msg)
         elif isinstance(msg, SvmChainUpdate):
