@@ -12,7 +12,9 @@ bid writes of a batch are first folded together (the bid statements are recognis
 
 - a bid inserted in this batch is written once, with every later change of the batch applied
   to its row;
-- changes to bids of earlier batches become one update per bid, the changes applied in order;
+- changes to bids of earlier batches become one row per bid, the changes applied in order, of
+  a multi-row update (``UPDATE ... FROM (VALUES ...)``: one call into SQLite where
+  ``executemany`` would release and retake the GIL once per row);
 - status history rows are inserted many rows per statement, in the order they were queued
   (their row ids keep that order);
 - every other statement (Fusion+ orders, events, secrets, fill intents) runs as queued.
@@ -30,9 +32,12 @@ from __future__ import annotations
 import functools
 import itertools
 import sqlite3
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "INSERT_BID",
@@ -79,18 +84,21 @@ _BID_COLUMNS: Final = (
     " result, reason, created_at, updated_at, detail"
 )
 _STATUS_COLUMNS: Final = "local_id, status, result, reason, source, applied, at"
+# A folded update row: status, result, reason, server id, updated_at, local id (VALUES columns
+# column1..column6). The bids of one statement are distinct (the updates are folded per bid), so
+# each bid row matches exactly one VALUES row.
 _UPDATE_FOLDED: Final = (
-    "UPDATE bids SET status = coalesce(?, status), result = coalesce(?, result),"
-    " reason = coalesce(?, reason), server_bid_id = coalesce(?, server_bid_id), updated_at = ?"
-    " WHERE local_id = ?"
+    "UPDATE bids SET status = coalesce(v.column1, status), result = coalesce(v.column2, result),"
+    " reason = coalesce(v.column3, reason), server_bid_id = coalesce(v.column4, server_bid_id),"
+    " updated_at = v.column5 FROM (VALUES {rows}) AS v WHERE local_id = v.column6"
 )
 # Where status, result, reason, server id and updated_at sit in a folded bid row (the order of
-# _BID_COLUMNS) and in a folded update (the order of _UPDATE_FOLDED's parameters).
+# _BID_COLUMNS) and in a folded update row (above).
 _IN_ROW: Final = (7, 8, 9, 5, 11)
 _IN_UPDATE: Final = (0, 1, 2, 3, 4)
 
 _CHUNK: Final = 64
-"""Rows per multi-row INSERT at most: 64 x 13 parameters stays under SQLite's oldest limit of
+"""Rows per multi-row statement at most: 64 x 13 parameters stays under SQLite's oldest limit of
 999, and a chunk's parameters bind in well under a millisecond."""
 
 
@@ -99,7 +107,7 @@ class Folded:
     """A batch's writes folded together (see the module docstring); made by :func:`fold`."""
 
     new_bids: list[list[Any]]  # bids rows in _BID_COLUMNS order, every change applied
-    updates: list[tuple[Any, ...]]  # _UPDATE_FOLDED parameters, one per bid of earlier batches
+    updates: list[tuple[Any, ...]]  # _UPDATE_FOLDED rows, one per bid of earlier batches
     history: list[tuple[Any, ...]]  # bid_status_history rows in _STATUS_COLUMNS order
     others: list[Statement]  # everything else, as queued
 
@@ -187,10 +195,11 @@ def fold(batch: list[Statement]) -> Folded | None:
 
 def _write_folded(conn: sqlite3.Connection, folded: Folded) -> None:
     # Bids before their history rows: the history references them.
-    _insert_rows(conn, "bids", _BID_COLUMNS, folded.new_bids)
-    if folded.updates:
-        conn.executemany(_UPDATE_FOLDED, folded.updates)
-    _insert_rows(conn, "bid_status_history", _STATUS_COLUMNS, folded.history)
+    _in_chunks(conn, functools.partial(_insert_sql, "bids", _BID_COLUMNS), folded.new_bids)
+    _in_chunks(conn, _update_sql, folded.updates)
+    _in_chunks(
+        conn, functools.partial(_insert_sql, "bid_status_history", _STATUS_COLUMNS), folded.history
+    )
     for sql, params in folded.others:
         conn.execute(sql, params)
 
@@ -219,22 +228,32 @@ def _fold(
     target[places[-1]] = at
 
 
-def _insert_rows(conn: sqlite3.Connection, table: str, columns: str, rows: list[Any]) -> None:
-    """Insert `rows` in order, up to `_CHUNK` rows per statement.
+def _in_chunks(
+    conn: sqlite3.Connection, statement: Callable[[int, int], str], rows: list[Any]
+) -> None:
+    """Write `rows` in order, up to `_CHUNK` rows per `statement(width, rows)` text.
 
     Chunks are powers of two, so a handful of statement texts serve every batch size (SQLite
     prepares each text once and keeps it in the connection's statement cache).
     """
-    width = columns.count(",") + 1
     start = 0
     while start < len(rows):
         size = min(_CHUNK, 1 << (len(rows) - start).bit_length() - 1)
-        params = list(itertools.chain.from_iterable(rows[start : start + size]))
-        conn.execute(_insert_sql(table, columns, width, size), params)
+        chunk = rows[start : start + size]
+        params = list(itertools.chain.from_iterable(chunk))
+        conn.execute(statement(len(chunk[0]), size), params)
         start += size
+
+
+def _group(width: int, rows: int) -> str:
+    return ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
 
 
 @functools.cache
 def _insert_sql(table: str, columns: str, width: int, rows: int) -> str:
-    group = "(" + ", ".join(["?"] * width) + ")"
-    return f"INSERT INTO {table} ({columns}) VALUES " + ", ".join([group] * rows)
+    return f"INSERT INTO {table} ({columns}) VALUES {_group(width, rows)}"
+
+
+@functools.cache
+def _update_sql(width: int, rows: int) -> str:
+    return _UPDATE_FOLDED.format(rows=_group(width, rows))

@@ -165,3 +165,18 @@ def test_large_batches_span_several_insert_chunks_in_queue_order() -> None:
     assert len(folded[0]) == 300
     history_ids = [row[1] for row in folded[1]]
     assert history_ids == [f"b{i:03}" for i in range(300)] * 2
+
+
+def test_changes_to_many_earlier_bids_span_several_update_chunks() -> None:
+    """More earlier bids changed than one multi-row update holds: each gets its own changes."""
+    earlier = [s for i in range(150) for s in _new_bid(f"b{i:03}", float(i))]
+    batch = [(SET_SERVER_BID_ID, (f"server-{i}", 500.0 + i, f"b{i:03}")) for i in range(150)]
+    batch += [s for i in range(0, 150, 2) for s in _status(f"b{i:03}", "won", 900.0 + i,
+                                                           result=f"sig-{i}")]  # fmt: skip
+    folded, plain, folded_skipped, _ = _both_ways(earlier, batch)
+    assert folded == plain
+    assert folded_skipped == []
+    bids = {row[0]: row for row in folded[0]}
+    assert bids["b149"][5] == "server-149"
+    assert bids["b148"][7:9] == ("won", "sig-148")
+    assert bids["b149"][7:9] == ("submitting", None)
