@@ -323,6 +323,36 @@ async def test_tracker_frees_a_slot_at_once_when_its_callback_is_deferred() -> N
     assert second.id != first.id
 
 
+async def test_a_deferred_late_response_comes_after_its_own_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With ``defer``, the timeout's ``on_done`` and a late response's ``on_late`` wait in the
+    same queue, so the bid learns of its timeout before the answer that came too late."""
+    deferred: list[tuple[Any, ...]] = []
+    tracker = RequestTracker(
+        timeout=1.0, max_in_flight=1, defer=lambda fn, *args: deferred.append((fn, *args))
+    )
+    calls: list[tuple[str, str | None]] = []
+
+    def done(outcome: Outcome) -> None:
+        calls.append(("done", outcome.failure.reason if outcome.failure else None))
+
+    def late(response: Response) -> None:
+        calls.append(("late", response.id))
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(tracker.run_timeouts)
+        req = tracker.begin("post_bid", done, on_late=late)
+        await trio.sleep(1.5)
+        tracker.resolve(Response(req.id, True, None))
+        nursery.cancel_scope.cancel()
+    assert calls == []
+    assert tracker.late_responses == 1
+    for fn, *args in deferred:
+        fn(*args)
+    assert calls == [("done", "timeout"), ("late", req.id)]
+
+
 def _clocked() -> tuple[LiveOpportunities, list[float]]:
     now = [0.0]
     return LiveOpportunities(swap_window=0.25, clock=lambda: now[0]), now

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import itertools
 from collections import OrderedDict
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import attrs
 import structlog
@@ -81,9 +81,10 @@ class RequestTracker:
         defer: Callable[..., None] | None = None,
     ) -> None:
         self.timeout = timeout
-        # Where `on_done` callbacks run: `defer(callback, request, outcome)` (the venue's idle
+        # Where `on_done` and `on_late` callbacks run: `defer(fn, *args)` (the venue's idle
         # queue: they are bookkeeping), or at once without it. Correlation and the slot are
-        # settled at once either way.
+        # settled at once either way. Both kinds go through the same queue, so a late response
+        # is seen after its own timeout was.
         self._defer = defer
         self.max_in_flight = max_in_flight
         self._ids = itertools.count(1)
@@ -158,16 +159,25 @@ class RequestTracker:
             # At once, even when the callback waits: a slot held until the loop is idle would
             # stall a burst at the cap.
             self._slots.release()
+        self._callback(self._done, req, outcome)
+
+    def _callback(self, fn: Callable[..., None], *args: Any) -> None:
         if self._defer is not None:
-            self._defer(self._done, req, outcome)
+            self._defer(fn, *args)
         else:
-            self._done(req, outcome)
+            fn(*args)
 
     def _done(self, req: PendingRequest, outcome: Outcome) -> None:
         try:
             req.on_done(outcome)
         except Exception:  # a callback bug must not break correlation for everyone else
             _log.exception("request_callback_failed", method=req.method, request_id=req.id)
+
+    def _late_done(self, on_late: Callable[[Response], None], response: Response) -> None:
+        try:
+            on_late(response)
+        except Exception:
+            _log.exception("request_late_callback_failed", request_id=response.id)
 
     # -- resolution --------------------------------------------------------------------------
 
@@ -191,10 +201,7 @@ class RequestTracker:
                 error=response.error,
             )
             if late.on_late is not None:
-                try:
-                    late.on_late(response)
-                except Exception:
-                    _log.exception("request_late_callback_failed", request_id=response.id)
+                self._callback(self._late_done, late.on_late, response)
             return
         # A duplicate or a response to an id we never used: nothing to do but say so.
         self.unmatched_responses += 1
