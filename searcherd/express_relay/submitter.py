@@ -206,11 +206,10 @@ class Submitter:
         self._unknown_seen: set[str] = set()
         self._gauge = metrics.bids_in_flight.labels(VENUE)
         # Metric children bound once (`.labels()` costs a lock and a lookup per call); the
-        # per-strategy ones are bounded by the strategies loaded.
+        # per-strategy ones (`_counter`) are bounded by the strategies loaded.
         self._frame_to_bid = metrics.frame_to_bid.labels(VENUE)
         self._bid_response = metrics.bid_response.labels(VENUE)
-        self._submitted: dict[str, MetricCounter] = {}
-        self._finals: dict[tuple[str, str], MetricCounter] = {}
+        self._counters: dict[tuple[Any, ...], MetricCounter] = {}
 
     # -- intake (the hot path) ----------------------------------------------------------------
 
@@ -301,7 +300,7 @@ class Submitter:
             self._store.add_status(
                 tb.local_id, status, at=tb.created_at, source="local", reason=reason
             )
-        self._final_counter(tb.strategy, status).inc()
+        self._counter(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
         tb.log().info("bid_not_sent", status=status, reason=reason)
         self._notify(tb)
 
@@ -391,12 +390,7 @@ class Submitter:
         if tb.received_at is not None:
             self._frame_to_bid.observe(max(0.0, sent_at - tb.received_at))
             tb.received_at = None  # measured: no need to keep it for the bid's whole life
-        counter = self._submitted.get(tb.strategy)
-        if counter is None:
-            counter = self._submitted[tb.strategy] = self._metrics.bids_submitted.labels(
-                tb.strategy, VENUE
-            )
-        counter.inc()
+        self._counter(self._metrics.bids_submitted, tb.strategy, VENUE).inc()
         tb.log().info("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
 
     def _on_response(self, tb: TrackedBid, outcome: Outcome) -> None:
@@ -495,7 +489,7 @@ class Submitter:
         self._store.add_status(tb.local_id, status, at=now_wall, source=source,
                                result=result, reason=reason)  # fmt: skip
         if is_final(status):
-            self._final_counter(tb.strategy, status).inc()
+            self._counter(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
             self._settle(tb)
             tb.log().info("bid_final", status=status, result=result, reason=reason, index=index,
                           source=source)  # fmt: skip
@@ -507,13 +501,12 @@ class Submitter:
                        index=index, source=source)  # fmt: skip
         self._notify(tb)
 
-    def _final_counter(self, strategy: str, status: str) -> MetricCounter:
-        """The `bids_final` child of (strategy, status), bound on first use."""
-        counter = self._finals.get((strategy, status))
+    def _counter(self, metric: MetricCounter, *labels: str) -> MetricCounter:
+        """The child of `metric` for `labels`, bound on first use."""
+        key = (metric, *labels)
+        counter = self._counters.get(key)
         if counter is None:
-            counter = self._finals[strategy, status] = self._metrics.bids_final.labels(
-                strategy, VENUE, status
-            )
+            counter = self._counters[key] = metric.labels(*labels)
         return counter
 
     def _settle(self, tb: TrackedBid) -> None:
