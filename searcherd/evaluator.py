@@ -107,7 +107,6 @@ class _Runner:
         self.m_evaluated = metrics.opportunities_evaluated.labels(strategy=self.name)
         self.m_errors = metrics.strategy_errors.labels(strategy=self.name)
         self.m_timeouts = metrics.strategy_timeouts.labels(strategy=self.name)
-        self.m_built: dict[str, Counter] = {}
         # A strategy that keeps the base class's `on_bid_status` (a no-op that returns None)
         # needs no call per status: only its effect, a successful call, is applied.
         hook = getattr(type(self.strategy), "on_bid_status", None)
@@ -153,12 +152,7 @@ class _Runner:
 
     def built(self, venue: str) -> Counter:
         """The `bids_built` child for this strategy and `venue`."""
-        child = self.m_built.get(venue)
-        if child is None:
-            child = self.m_built[venue] = self.metrics.bids_built.labels(
-                strategy=self.name, venue=venue
-            )
-        return child
+        return self.metrics.child(self.metrics.bids_built, self.name, venue)
 
 
 def _opportunity_id(opportunity: Any) -> Any:

@@ -8,6 +8,8 @@ strategy, status, reason), never ids.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["Metrics"]
@@ -22,6 +24,7 @@ class Metrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
+        self._children: dict[tuple[Any, ...], Any] = {}
         r = self.registry
         self.opportunities_received = Counter(
             "searcherd_opportunities_received",
@@ -133,3 +136,15 @@ class Metrics:
             ["window"],
             registry=r,
         )
+
+    def child(self, metric: Counter, *labels: str) -> Counter:
+        """`metric.labels(*labels)`, bound once and then reused.
+
+        For the per-bid and per-frame paths: `.labels()` takes a lock and a lookup on every call.
+        Label values are bounded sets (see the module docstring), so neither is this cache.
+        """
+        key = (metric, *labels)
+        found: Counter | None = self._children.get(key)
+        if found is None:
+            found = self._children[key] = metric.labels(*labels)
+        return found

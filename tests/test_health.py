@@ -81,6 +81,16 @@ async def test_metrics_exposes_incremented_counters(nursery: trio.Nursery) -> No
     assert samples[("searcherd_reconnects_total", (("venue", "fusion_plus"),))] == 1.0
 
 
+def test_a_bound_child_is_reused_and_counts_in_the_registry() -> None:
+    """`Metrics.child` binds each label set once and counts where `.labels()` would."""
+    metrics = Metrics()
+    first = metrics.child(metrics.bids_final, "s", "express_relay", "won")
+    assert metrics.child(metrics.bids_final, "s", "express_relay", "won") is first
+    assert metrics.child(metrics.bids_final, "s", "express_relay", "lost") is not first
+    first.inc(2)
+    assert metrics.bids_final.labels("s", "express_relay", "won")._value.get() == 2.0
+
+
 async def test_unknown_path_is_404_and_other_methods_405(nursery: trio.Nursery) -> None:
     """Any other path is 404; POST on a known path is 405 with `Allow: GET`."""
     base = await _start(nursery, _Snapshot(), Metrics())

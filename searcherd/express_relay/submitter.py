@@ -75,8 +75,6 @@ def _parse_rfc3339(value: Any) -> float | None:
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
-    from prometheus_client import Counter as MetricCounter
-
     from searcherd.express_relay._requests import Outcome, RequestTracker
     from searcherd.express_relay._wire_bids import ConstantsCache
     from searcherd.metrics import Metrics
@@ -205,11 +203,9 @@ class Submitter:
         self._closed = False
         self._unknown_seen: set[str] = set()
         self._gauge = metrics.bids_in_flight.labels(VENUE)
-        # Metric children bound once (`.labels()` costs a lock and a lookup per call); the
-        # per-strategy ones (`_counter`) are bounded by the strategies loaded.
+        # Metric children bound once (`.labels()` costs a lock and a lookup per call).
         self._frame_to_bid = metrics.frame_to_bid.labels(VENUE)
         self._bid_response = metrics.bid_response.labels(VENUE)
-        self._counters: dict[tuple[Any, ...], MetricCounter] = {}
 
     # -- intake (the hot path) ----------------------------------------------------------------
 
@@ -300,7 +296,7 @@ class Submitter:
             self._store.add_status(
                 tb.local_id, status, at=tb.created_at, source="local", reason=reason
             )
-        self._counter(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
+        self._metrics.child(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
         tb.log().info("bid_not_sent", status=status, reason=reason)
         self._notify(tb)
 
@@ -390,7 +386,7 @@ class Submitter:
         if tb.received_at is not None:
             self._frame_to_bid.observe(max(0.0, sent_at - tb.received_at))
             tb.received_at = None  # measured: no need to keep it for the bid's whole life
-        self._counter(self._metrics.bids_submitted, tb.strategy, VENUE).inc()
+        self._metrics.child(self._metrics.bids_submitted, tb.strategy, VENUE).inc()
         tb.log().info("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
 
     def _on_response(self, tb: TrackedBid, outcome: Outcome) -> None:
@@ -489,7 +485,7 @@ class Submitter:
         self._store.add_status(tb.local_id, status, at=now_wall, source=source,
                                result=result, reason=reason)  # fmt: skip
         if is_final(status):
-            self._counter(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
+            self._metrics.child(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
             self._settle(tb)
             tb.log().info("bid_final", status=status, result=result, reason=reason, index=index,
                           source=source)  # fmt: skip
@@ -500,14 +496,6 @@ class Submitter:
                        server_bid_id=tb.server_bid_id, status=status, result=result,
                        index=index, source=source)  # fmt: skip
         self._notify(tb)
-
-    def _counter(self, metric: MetricCounter, *labels: str) -> MetricCounter:
-        """The child of `metric` for `labels`, bound on first use."""
-        key = (metric, *labels)
-        counter = self._counters.get(key)
-        if counter is None:
-            counter = self._counters[key] = metric.labels(*labels)
-        return counter
 
     def _settle(self, tb: TrackedBid) -> None:
         self._open.pop(tb.local_id, None)

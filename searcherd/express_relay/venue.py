@@ -59,8 +59,6 @@ if TYPE_CHECKING:
     import sqlite3
     from collections.abc import Awaitable, Callable, Sequence
 
-    from prometheus_client import Counter
-
     from searcherd.config import ExpressRelayConfig
     from searcherd.connection import Link
     from searcherd.express_relay.messages import Opportunity
@@ -289,7 +287,6 @@ class ExpressRelayVenue:
         )
         self._warn_budget = _WarnBudget(_WARN_BUDGET)
         self._gauge_connected = metrics.venue_connected.labels(VENUE)
-        self._received: dict[tuple[str, str], Counter] = {}
 
     def __repr__(self) -> str:
         return f"<ExpressRelayVenue {self._connection!r}>"
@@ -502,15 +499,10 @@ class ExpressRelayVenue:
             await self._submitter.send_held()
 
     def _on_opportunity(self, opp: Opportunity, received_at: float) -> None:
-        # Children cached per (chain, kind): `.labels()` costs a lock and a lookup per frame.
-        # This holds no more entries than the metric itself does.
-        label = (opp.chain_id, opportunity_kind(opp))
-        counter = self._received.get(label)
-        if counter is None:
-            counter = self._received[label] = self._metrics.opportunities_received.labels(
-                VENUE, *label
-            )
-        counter.inc()
+        metrics = self._metrics
+        metrics.child(
+            metrics.opportunities_received, VENUE, opp.chain_id, opportunity_kind(opp)
+        ).inc()
         # A swap quote is perishable: one created longer ago than the cutoff (a backfill, a
         # lagging feed) is dropped before it enters the live set. Limo and EVM opportunities
         # stay valid until the server removes them, so their age from creation says nothing;
