@@ -275,12 +275,6 @@ class Connection:
             handler_errors=self._handler_errors,
         )
 
-    @property
-    def healthy(self) -> bool:
-        """``health.healthy`` without building the snapshot (the submitter asks once per bid)."""
-        link = self._link
-        return link is not None and link.ready_at is not None
-
     async def send(self, data: str | bytes) -> None:
         """Send one frame on the current link; raise :class:`NotConnected` when down.
 
