@@ -135,6 +135,20 @@ async def test_svm_bid_lifecycle_reaches_each_final_status(
     assert er.metrics.bids_final.labels("strat", "express_relay", outcome)._value.get() == 1
 
 
+async def test_open_bid_drops_its_signature_once_it_has_a_server_id(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The signature is what matches an id-less bid; once the server's id is known the row
+    keeps it and the bid in memory does not (thousands of bids wait minutes for `expired`)."""
+    _, venue, local_id = await _pending_limo_bid(er)
+    tb = venue._submitter.get(local_id)
+    assert tb is not None
+    assert tb.server_bid_id is not None
+    assert tb.signature is None
+    (detail,) = await er.rows("SELECT json_extract(detail, '$.signature') FROM bids")
+    assert detail[0] == er.sim.bids[tb.server_bid_id].signature  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("outcome", ["won", "lost"])
 async def test_evm_bid_lifecycle_keeps_the_index(
     er: ErHarness, autojump_clock: trio.testing.MockClock, outcome: str

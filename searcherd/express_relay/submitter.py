@@ -136,6 +136,8 @@ class TrackedBid:
     created_at: float  # wall clock, as in the state table
     last_change: float  # trio clock of the latest status (or of the last HTTP check)
     server_bid_id: str | None = None
+    # Only while there is no server id: the reconciler matches id-less bids by signature. The
+    # row keeps it for good; an open bid in memory does not need its 137 bytes any longer.
     signature: str | None = None
     result: str | None = None
     reason: str | None = None
@@ -423,7 +425,7 @@ class Submitter:
         """Remember the server's id (response, late response, or matched after a restart)."""
         if tb.server_bid_id == server_bid_id:
             return
-        tb.server_bid_id = server_bid_id
+        tb.server_bid_id, tb.signature = server_bid_id, None  # see TrackedBid.signature
         self._store.set_server_bid_id(tb.local_id, server_bid_id, self._wall())
         if tb.local_id in self._open:
             self._by_server[server_bid_id] = tb
@@ -466,8 +468,6 @@ class Submitter:
         index: int | None = None,
     ) -> None:
         """Record one transition of ``tb`` (or an anomaly if ``tb`` is already final)."""
-        if result is not None and result == tb.signature:
-            result = tb.signature  # an SVM result is the signature: keep one string, not two
         now_wall = self._wall()
         tb.last_change = trio.current_time()
         if is_final(tb.status):
@@ -561,7 +561,6 @@ class Submitter:
             created_at=_parse_rfc3339(listed.get("initiation_time")) or self._wall(),
             last_change=trio.current_time(),
             server_bid_id=server_bid_id,
-            signature=signature,
             result=status.result,
             reason=status.reason,
             restored=True,
@@ -600,7 +599,7 @@ class Submitter:
                 created_at=float(row["created_at"]),
                 last_change=-math.inf,  # due for a check at once
                 server_bid_id=row["server_bid_id"],
-                signature=detail.get("signature"),
+                signature=None if row["server_bid_id"] else detail.get("signature"),
                 restored=True,
             )
             self._track(tb)
