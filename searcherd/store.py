@@ -337,9 +337,14 @@ class StateStore:
         return len(self._pending)
 
     def _enqueue(self, sql: str, params: tuple[Any, ...]) -> None:
-        self._pending.append((sql, params))
+        pending = self._pending
+        pending.append((sql, params))
         self._enqueued_seq += 1
-        self._wake.set()
+        # Wake the writer for a batch's first statement (it opens the batch window) and when
+        # the batch is full; statements in between just join it (a wake-up each would cost the
+        # event loop a task switch per statement, several per bid).
+        if len(pending) == 1 or len(pending) >= self._batch_max:
+            self._wake.set()
 
     # -- writers: each appends to the queue and returns at once ---------------------------------
 

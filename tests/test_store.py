@@ -178,6 +178,37 @@ async def test_many_writes_spread_over_time_commit_in_few_batches(
         assert _count(path, "bid_status_history") == 200
 
 
+class _WriterSteps(trio.abc.Instrument):
+    """Counts how often the store's writer task runs (each run is a task switch)."""
+
+    def __init__(self) -> None:
+        self.steps = 0
+
+    def after_task_step(self, task: trio.lowlevel.Task) -> None:
+        if task.name.endswith("StateStore.run"):
+            self.steps += 1
+
+
+async def test_statements_within_a_batch_window_do_not_wake_the_writer(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """The writer wakes for a batch's first statement and when the batch is full, not for each
+    statement in between (otherwise several task switches per bid on the event loop)."""
+    writer = _WriterSteps()
+    trio.lowlevel.add_instrument(writer)
+    try:
+        async with _running(tmp_path / "s.db", commit_interval=1.0, batch_max=100_000) as store:
+            before = writer.steps
+            for n in range(200):  # 400 statements, one batch window
+                store.add_bid(_bid(f"b{n}"))
+                await trio.sleep(0.001)
+            await store.flush()
+            assert store.commits == 1
+            assert writer.steps - before < 20
+    finally:
+        trio.lowlevel.remove_instrument(writer)
+
+
 async def test_a_full_batch_commits_without_waiting_for_the_interval(
     tmp_path: Path, autojump_clock: trio.abc.Clock
 ) -> None:
