@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
+from searcherd import store as store_module
 from searcherd.queries import bid_history, list_bids, list_orders, list_secrets
 from searcherd.store import SCHEMA_VERSION, BidRecord, StateStore, StoreError, open_database
 
@@ -69,7 +70,8 @@ def _count(path: Path, table: str = "bids") -> int:
 def test_new_database_is_migrated_to_the_current_version(
     tmp_path: Path, log_stream: io.StringIO
 ) -> None:
-    """A new file gets every table and `PRAGMA user_version` = SCHEMA_VERSION, logged once."""
+    """A new file gets every table and `PRAGMA user_version` = SCHEMA_VERSION, each step logged
+    once."""
     path = tmp_path / "state" / "s.db"
     conn = open_database(path)
     try:
@@ -90,7 +92,39 @@ def test_new_database_is_migrated_to_the_current_version(
     }
     open_database(path).close()  # already current: nothing to do
     migrated = [json.loads(line) for line in log_stream.getvalue().splitlines()]
-    assert [(r["event"], r["version"]) for r in migrated] == [("state_migrated", SCHEMA_VERSION)]
+    assert [(r["event"], r["version"]) for r in migrated] == [
+        ("state_migrated", version) for version in range(1, SCHEMA_VERSION + 1)
+    ]
+
+
+def test_version_1_database_keeps_its_rows_and_loses_the_server_id_index(tmp_path: Path) -> None:
+    """A file of the first schema is migrated in place: its rows stay, and bids are no longer
+    indexed by their (random) server ids."""
+    path = tmp_path / "s.db"
+    conn = sqlite3.connect(path)
+    conn.executescript(store_module._MIGRATIONS[0])
+    conn.execute("PRAGMA user_version=1")
+    conn.execute(
+        "INSERT INTO bids (local_id, venue, chain_id, strategy, server_bid_id, amount, status,"
+        " created_at, updated_at) VALUES ('a', 'express_relay', 'solana', 's', 'srv', '1',"
+        " 'pending', 1.0, 1.0)"
+    )
+    conn.commit()
+    conn.close()
+    open_database(path).close()
+    conn = sqlite3.connect(path)
+    try:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+        indexes = {
+            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        }
+        rows = conn.execute("SELECT local_id, server_bid_id FROM bids").fetchall()
+    finally:
+        conn.close()
+    assert version == SCHEMA_VERSION
+    assert "bids_server_bid_id" not in indexes
+    assert {"bids_status", "bids_strategy"} <= indexes
+    assert rows == [("a", "srv")]
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:

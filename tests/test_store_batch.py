@@ -123,25 +123,26 @@ def test_folded_batch_writes_the_same_rows_as_its_statements_in_order(
 
 
 def test_a_refused_write_in_a_folded_batch_skips_only_that_statement() -> None:
-    """A server id another bid holds (unique index) is refused; the new bid's row still lands.
+    """A status row for a bid the table does not have (foreign key) is refused; the batch's
+    new bid and its statuses still land.
 
-    Folded, the server id would be part of the new bid's insert and take the row down with it:
-    the batch must fall back to the careful path, which skips only the refused update.
+    Folded, the refused row shares one multi-row insert with its batch-mates and would take
+    them down with it: the batch must fall back to the careful path, which skips only that row.
     """
-    earlier = _new_bid("a", 1.0, server_bid_id="server-1")
+    earlier = _new_bid("a", 1.0)
     batch = [
         *_new_bid("b", 2.0),
-        (SET_SERVER_BID_ID, ("server-1", 3.0, "b")),
+        *_status("ghost", "won", 3.0, applied=False),
         *_status("b", "pending", 4.0),
     ]
     folded, plain, folded_skipped, plain_skipped = _both_ways(earlier, batch)
     assert folded == plain
     bids = {row[0]: row for row in folded[0]}
     assert set(bids) == {"a", "b"}
-    assert bids["b"][5] is None  # no server id
     assert bids["b"][7] == "pending"  # the later status still applied
+    assert [row[1] for row in folded[1]] == ["a", "b", "b"]  # no row for the ghost
     assert len(folded_skipped) == 1
-    assert "UNIQUE constraint failed" in folded_skipped[0]
+    assert "FOREIGN KEY constraint failed" in folded_skipped[0]
     assert folded_skipped == plain_skipped
 
 
