@@ -1,13 +1,12 @@
 """The durable state table: every bid, every status change, Fusion+ orders and secrets.
 
-SQLite in WAL mode, one connection used from one worker thread at idle CPU priority
-(searcherd._idle_thread), one call at a time. Writers never wait on disk: `add_bid`,
-`add_status` and friends append a statement to an in-memory queue and return; the `run` task
-commits the queue in small batches (every `commit_interval`, or sooner when `batch_max`
-statements wait), preparing each in a moment the event loop is idle (searcherd._store_batch
-says how a batch is written). A crash loses at most the last batch window (longer only while
-other programs keep every core busy), which the venues' reconcilers recover from the venue
-after a restart.
+SQLite in WAL mode, one connection used from trio's worker threads one call at a time
+(`CapacityLimiter(1)`). Writers never wait on disk: `add_bid`, `add_status` and friends append a
+statement to an in-memory queue and return; the `run` task commits the queue in small batches
+(every `commit_interval`, or sooner when `batch_max` statements wait), preparing each in a
+moment the event loop is idle (searcherd._store_batch says how a batch is written). A crash
+loses at most the last batch window, which the venues' reconcilers recover from the venue after
+a restart.
 
 Amounts are stored as decimal TEXT: SQLite integers stop at 2**63 and token amounts do not.
 Times are Unix seconds (float), so rows mean the same after a restart.
@@ -25,7 +24,6 @@ import structlog
 import trio
 
 from searcherd._idle import wait_for_idle
-from searcherd._idle_thread import IdlePriorityThread
 from searcherd._store_batch import (
     INSERT_BID,
     INSERT_FIRST_STATUS,
@@ -252,8 +250,7 @@ class StateStore:
         self._enqueued_seq = 0  # statements enqueued so far
         self._progress = trio.Event()
         self._urgent = False  # a flush() is waiting: skip the batch window
-        # Every SQLite call runs there, one at a time (see searcherd._idle_thread).
-        self._thread = IdlePriorityThread("searcherd-state")
+        self._limiter = trio.CapacityLimiter(1)
         self._conn: sqlite3.Connection | None = None
         self.commits = 0
         self.last_error: str | None = None
@@ -266,7 +263,7 @@ class StateStore:
         On cancellation the queue is flushed under a shield: a SIGTERM must not lose rows the
         hot path already handed over.
         """
-        self._conn = await self._thread.run(open_database, self.path)
+        self._conn = await trio.to_thread.run_sync(open_database, self.path)
         task_status.started()
         try:
             while True:
@@ -287,8 +284,7 @@ class StateStore:
             with trio.CancelScope(shield=True):
                 await self._commit_pending()
                 conn, self._conn = self._conn, None
-                await self._thread.run(conn.close)
-                self._thread.close()
+                await trio.to_thread.run_sync(conn.close, limiter=self._limiter)
 
     async def _commit_pending(self) -> None:
         # Swap the queue before the thread hop: writers keep appending to the new list while
@@ -300,7 +296,9 @@ class StateStore:
         conn = self._conn
         folded = fold(batch)  # here, not in the worker: see searcherd._store_batch
         try:
-            skipped = await self._thread.run(write_batch, conn, batch, folded)
+            skipped = await trio.to_thread.run_sync(
+                write_batch, conn, batch, folded, limiter=self._limiter
+            )
         except sqlite3.Error as exc:
             # Keep the rows and retry on the next wake-up: losing them would break the
             # never-lose-a-bid promise, and a full disk may clear.
@@ -336,7 +334,7 @@ class StateStore:
         """Run a read function on the store's connection, off the trio thread."""
         if self._conn is None:
             raise StoreError(f"{self.path}: the store is not running")
-        return await self._thread.run(fn, self._conn)
+        return await trio.to_thread.run_sync(fn, self._conn, limiter=self._limiter)
 
     @property
     def pending(self) -> int:

@@ -6,10 +6,8 @@ All on real SQLite files in `tmp_path`; the crash test kills a real writer proce
 from __future__ import annotations
 
 import json
-import os
 import signal
 import sqlite3
-import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -212,21 +210,6 @@ async def test_many_writes_spread_over_time_commit_in_few_batches(
         assert store.pending == 0
         assert _count(path) == 200
         assert _count(path, "bid_status_history") == 200
-
-
-@pytest.mark.skipif(not hasattr(os, "SCHED_IDLE"), reason="SCHED_IDLE is Linux's")
-async def test_sqlite_work_runs_on_its_own_idle_priority_thread(tmp_path: Path) -> None:
-    """Every SQLite call runs on one thread at SCHED_IDLE; trio's shared worker threads (a
-    strategy's `to_thread` call) keep their normal priority."""
-    async with _running(tmp_path / "s.db") as store:
-        store.add_bid(_bid("a"))
-        await store.flush()
-        first = await store.query(lambda _: (threading.get_ident(), os.sched_getscheduler(0)))
-        second = await store.query(lambda _: threading.get_ident())
-        shared = await trio.to_thread.run_sync(os.sched_getscheduler, 0)
-    assert first == (second, os.SCHED_IDLE)
-    assert shared == os.SCHED_OTHER
-    assert os.sched_getscheduler(0) == os.SCHED_OTHER
 
 
 class _WriterSteps(trio.abc.Instrument):
