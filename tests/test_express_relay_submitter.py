@@ -149,6 +149,44 @@ async def test_open_bid_drops_its_signature_once_it_has_a_server_id(
     assert detail[0] == er.sim.bids[tb.server_bid_id].signature  # type: ignore[union-attr]
 
 
+async def test_open_bid_keeps_no_copy_of_a_waiting_status_result(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A waiting status's result (the bid's own transaction) reaches the strategies and the row;
+    the bid in memory keeps none, and the same status pushed again still adds nothing."""
+    sim = await er.start(outcomes={"expired": 1.0})
+    venue = await er.start_venue()
+    local_id = await _bid(er, venue, "swap", cancellable=True)
+    await er.wait_until(lambda: er.sink.statuses(local_id) == ["pending", "awaiting_signature"])
+    server_id = _server_id(er, local_id)
+    signature = sim.bids[server_id].signature
+    assert signature is not None
+    tb = venue._submitter.get(local_id)
+    assert tb is not None
+    assert tb.result is None
+    waiting = er.sink.last(local_id)
+    assert waiting is not None
+    assert waiting.result == signature
+
+    sim.set_bid_status(server_id, BidStatus("awaiting_signature", signature))
+    sim.set_bid_status(server_id, BidStatus("expired", signature))
+    final = await _final(er, local_id)
+    assert final.result == signature
+    finished = venue._submitter.get(local_id)
+    assert finished is tb
+    assert finished.result == signature  # a final result is kept
+    assert er.sink.statuses(local_id) == ["pending", "awaiting_signature", "expired"]
+    rows = await er.rows(
+        "SELECT status, result FROM bid_status_history WHERE local_id = ? ORDER BY id", local_id
+    )
+    assert rows == [
+        ("submitting", None),
+        ("pending", None),
+        ("awaiting_signature", signature),
+        ("expired", signature),
+    ]
+
+
 @pytest.mark.parametrize("outcome", ["won", "lost"])
 async def test_evm_bid_lifecycle_keeps_the_index(
     er: ErHarness, autojump_clock: trio.testing.MockClock, outcome: str

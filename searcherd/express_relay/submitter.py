@@ -139,7 +139,7 @@ class TrackedBid:
     # Only while there is no server id: the reconciler matches id-less bids by signature. The
     # row keeps it for good; an open bid in memory does not need its 137 bytes any longer.
     signature: str | None = None
-    result: str | None = None
+    result: str | None = None  # of a final status only (see Submitter.set_status)
     reason: str | None = None
     received_at: float | None = None  # trio clock of the opportunity frame (until measured)
     sent_at: float | None = None  # trio clock of the send (until the response is measured)
@@ -479,12 +479,16 @@ class Submitter:
             self._store.add_status(tb.local_id, status, at=now_wall, source=source,
                                    applied=False, result=result, reason=reason)  # fmt: skip
             return
-        if status == tb.status and result == tb.result and reason == tb.reason:
+        final = is_final(status)
+        # A waiting status's result is the bid's own transaction, the same in every push and
+        # HTTP answer: the row keeps it and the bid in memory does not (thousands of bids wait
+        # minutes for `expired`). A final result is kept: a different one after it is an anomaly.
+        if status == tb.status and reason == tb.reason and (not final or result == tb.result):
             return  # nothing changed (an HTTP check that confirms what we know)
-        tb.status, tb.result, tb.reason = status, result, reason
+        tb.status, tb.result, tb.reason = status, result if final else None, reason
         self._store.add_status(tb.local_id, status, at=now_wall, source=source,
                                result=result, reason=reason)  # fmt: skip
-        if is_final(status):
+        if final:
             self._metrics.child(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
             self._settle(tb)
             tb.log().info("bid_final", status=status, result=result, reason=reason, index=index,
@@ -495,7 +499,7 @@ class Submitter:
                        opportunity_id=tb.opportunity_id, bid=tb.local_id,
                        server_bid_id=tb.server_bid_id, status=status, result=result,
                        index=index, source=source)  # fmt: skip
-        self._notify(tb)
+        self._notify(tb, result)
 
     def _settle(self, tb: TrackedBid) -> None:
         self._open.pop(tb.local_id, None)
@@ -514,7 +518,8 @@ class Submitter:
         tb.log().warning("bid_abandoned", status=tb.status, why=why)
         self._settle(tb)
 
-    def _notify(self, tb: TrackedBid) -> None:
+    def _notify(self, tb: TrackedBid, result: str | None = None) -> None:
+        """Pass the bid's latest change to the strategies; `result` is that status's own."""
         update = BidUpdate(
             local_id=tb.local_id,
             strategy=tb.strategy,
@@ -524,7 +529,7 @@ class Submitter:
             amount=tb.amount,
             status=tb.status,
             server_bid_id=tb.server_bid_id,
-            result=tb.result,
+            result=result,
             reason=tb.reason,
         )
         try:
@@ -561,7 +566,7 @@ class Submitter:
             created_at=_parse_rfc3339(listed.get("initiation_time")) or self._wall(),
             last_change=trio.current_time(),
             server_bid_id=server_bid_id,
-            result=status.result,
+            result=status.result if is_final(status.type) else None,  # as in set_status
             reason=status.reason,
             restored=True,
         )
