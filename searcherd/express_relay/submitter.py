@@ -479,12 +479,13 @@ class Submitter:
             self._store.add_status(tb.local_id, status, at=now_wall, source=source,
                                    applied=False, result=result, reason=reason)  # fmt: skip
             return
-        final = is_final(status)
-        # A waiting status's result is the bid's own transaction, the same in every push and
-        # HTTP answer: the row keeps it and the bid in memory does not (thousands of bids wait
-        # minutes for `expired`). A final result is kept: a different one after it is an anomaly.
-        if status == tb.status and reason == tb.reason and (not final or result == tb.result):
+        # The bid is not final here, so neither is a repeat of its status. A waiting status's
+        # result is the bid's own transaction, the same in every push and HTTP answer: the row
+        # keeps it and the bid in memory does not (thousands of bids wait minutes for
+        # `expired`). A final result is kept, for the comparison above.
+        if status == tb.status and reason == tb.reason:
             return  # nothing changed (an HTTP check that confirms what we know)
+        final = is_final(status)
         tb.status, tb.result, tb.reason = status, result if final else None, reason
         self._store.add_status(tb.local_id, status, at=now_wall, source=source,
                                result=result, reason=reason)  # fmt: skip
