@@ -35,6 +35,18 @@ def list_bids(
     path: Path, *, status: str | None = None, strategy: str | None = None, limit: int = 100
 ) -> list[dict[str, Any]]:
     """The newest bids first, optionally only one status or one strategy."""
+    conn = open_database(path, readonly=True)
+    try:
+        return _rows(conn, *_bids_query(status, strategy, limit))
+    finally:
+        conn.close()
+
+
+def _bids_query(
+    status: str | None, strategy: str | None, limit: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The SQL of `list_bids`: newest first along the created_at index, filters applied on the
+    way (so the newest 100 of a common status are found at once, without sorting the table)."""
     where, params = [], []
     if status:
         where.append("status = ?")
@@ -43,15 +55,8 @@ def list_bids(
         where.append("strategy = ?")
         params.append(strategy)
     clause = f"WHERE {' AND '.join(where)}" if where else ""
-    conn = open_database(path, readonly=True)
-    try:
-        return _rows(
-            conn,
-            f"SELECT * FROM bids {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?",
-            (*params, limit),
-        )
-    finally:
-        conn.close()
+    sql = f"SELECT * FROM bids {clause} ORDER BY created_at DESC, rowid DESC LIMIT ?"
+    return sql, (*params, limit)
 
 
 def bid_history(path: Path, local_id: str) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import trio
 
+from searcherd import queries as queries_module
 from searcherd import store as store_module
 from searcherd.queries import bid_history, list_bids, list_orders, list_secrets
 from searcherd.store import SCHEMA_VERSION, BidRecord, StateStore, StoreError, open_database
@@ -97,9 +98,9 @@ def test_new_database_is_migrated_to_the_current_version(
     ]
 
 
-def test_version_1_database_keeps_its_rows_and_loses_the_server_id_index(tmp_path: Path) -> None:
-    """A file of the first schema is migrated in place: its rows stay, and bids are no longer
-    indexed by their (random) server ids."""
+def test_version_1_database_keeps_its_rows_and_gets_the_current_indexes(tmp_path: Path) -> None:
+    """A file of the first schema is migrated in place: its rows stay, bids are no longer
+    indexed by their (random) server ids, status or strategy, and are indexed by time."""
     path = tmp_path / "s.db"
     conn = sqlite3.connect(path)
     conn.executescript(store_module._MIGRATIONS[0])
@@ -116,15 +117,38 @@ def test_version_1_database_keeps_its_rows_and_loses_the_server_id_index(tmp_pat
     try:
         (version,) = conn.execute("PRAGMA user_version").fetchone()
         indexes = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM sqlite_master WHERE type='index' AND tbl_name='bids'"
+                " AND sql IS NOT NULL"
+            )
         }
         rows = conn.execute("SELECT local_id, server_bid_id FROM bids").fetchall()
     finally:
         conn.close()
     assert version == SCHEMA_VERSION
-    assert "bids_server_bid_id" not in indexes
-    assert {"bids_status", "bids_strategy"} <= indexes
+    assert indexes == {"bids_created"}
     assert rows == [("a", "srv")]
+
+
+@pytest.mark.parametrize(
+    ("status", "strategy"), [(None, None), ("won", None), (None, "s1"), ("won", "s1")]
+)
+def test_bid_listings_walk_the_time_index_without_sorting(
+    tmp_path: Path, status: str | None, strategy: str | None
+) -> None:
+    """`searcherd bids` (any filter) reads the newest bids along the created_at index: no sort
+    of the whole table, which took seconds at a million bids."""
+    path = tmp_path / "s.db"
+    open_database(path).close()
+    sql, params = queries_module._bids_query(status, strategy, 100)
+    conn = sqlite3.connect(path)
+    try:
+        plan = " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+    finally:
+        conn.close()
+    assert "USING INDEX bids_created" in plan
+    assert "TEMP B-TREE" not in plan
 
 
 def test_database_is_in_wal_mode(tmp_path: Path) -> None:
