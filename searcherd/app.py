@@ -11,7 +11,8 @@ trio.run(Daemon.run)
             ├── venues              per venue: connection, submitter, reconciler
             ├── evaluator           one task per strategy
             ├── health + metrics    /healthz, /metrics
-            └── systemd notifier    READY once every venue is up; STATUS; WATCHDOG while fresh
+            ├── systemd notifier    READY once every venue is up; STATUS; WATCHDOG while fresh
+            └── garbage collector   young collections in idle moments (searcherd._gc)
 ```
 
 Shutdown order matters and is the reason for the two scopes: intake stops first (strategies get
@@ -22,7 +23,6 @@ scope) flush its last batch and close.
 
 from __future__ import annotations
 
-import gc
 import sys
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -31,6 +31,7 @@ import structlog
 import trio
 
 from searcherd import __version__
+from searcherd._gc import collect_between_frames
 from searcherd._sdnotify import Notifier, format_status, run_watchdog
 from searcherd._signals import watch_signals
 from searcherd.config import Config, ConfigError, load_config
@@ -55,7 +56,6 @@ __all__ = ["Daemon", "RunOptions"]
 _log = structlog.get_logger(__name__)
 
 _STATUS_EVERY = 10.0  # seconds between STATUS= updates to systemd
-_GC_YOUNG_THRESHOLD = 10_000  # allocations between young collections (CPython's default: 700)
 
 
 @attrs.frozen
@@ -189,13 +189,9 @@ class Daemon:
         await nursery.start(serve_health, config.health.listen, self.snapshot, self.metrics)
         await nursery.start(run_watchdog, self.notifier, self.is_fresh)
         nursery.start_soon(self._announce_ready)
-        # Everything built so far (modules, config, strategies, venues) lives as long as the
-        # process: take it out of the cyclic collector's sight, so a full collection on the hot
-        # path walks only what came after. Fewer, later young collections: the hot path makes
-        # short-lived objects by the thousand, and each collection is a pause.
-        gc.collect()
-        gc.freeze()
-        gc.set_threshold(_GC_YOUNG_THRESHOLD, *gc.get_threshold()[1:])
+        # Last: what is built by now lives as long as the process, and the collector freezes
+        # it on starting (searcherd._gc).
+        await nursery.start(collect_between_frames)
         _log.info(
             "daemon_started", config=str(self.options.config_path), version=__version__,
             dry_run=self.dry_run, simulate=self.options.simulate, state=str(self.store.path),

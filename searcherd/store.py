@@ -1,12 +1,16 @@
 """The durable state table: every bid, every status change, Fusion+ orders and secrets.
 
-SQLite in WAL mode, one connection used from trio's worker threads one call at a time
+SQLite in WAL mode, one connection used from worker threads one call at a time
 (`CapacityLimiter(1)`). Writers never wait on disk: `add_bid`, `add_status` and friends append a
 statement to an in-memory queue and return; the `run` task commits the queue in small batches
 (every `commit_interval`, or sooner when `batch_max` statements wait), preparing each in a
 moment the event loop is idle (searcherd._store_batch says how a batch is written). A crash
 loses at most the last batch window, which the venues' reconcilers recover from the venue after
 a restart.
+
+The routine commits run on a thread of their own at idle CPU priority
+(searcherd._background_thread), so they never take a core from the event loop; a commit that
+cannot wait (a `flush`, a full queue, the last one) and the reads take trio's normal threads.
 
 Amounts are stored as decimal TEXT: SQLite integers stop at 2**63 and token amounts do not.
 Times are Unix seconds (float), so rows mean the same after a restart.
@@ -23,6 +27,7 @@ import orjson
 import structlog
 import trio
 
+from searcherd._background_thread import BackgroundThread
 from searcherd._idle import wait_for_idle
 from searcherd._store_batch import (
     INSERT_BID,
@@ -263,6 +268,7 @@ class StateStore:
         self._progress = trio.Event()
         self._urgent = False  # a flush() is waiting: skip the batch window
         self._limiter = trio.CapacityLimiter(1)
+        self._background = BackgroundThread("searcherd-state-writer")
         self._conn: sqlite3.Connection | None = None
         self.commits = 0
         self.last_error: str | None = None
@@ -276,6 +282,7 @@ class StateStore:
         hot path already handed over.
         """
         self._conn = await trio.to_thread.run_sync(open_database, self.path)
+        self._background.start()
         task_status.started()
         try:
             while True:
@@ -290,15 +297,19 @@ class StateStore:
                     # moment, not in front of an opportunity (bounded: rows must not wait long).
                     if not self._urgent:
                         await wait_for_idle(self._commit_interval)
+                routine = not self._urgent and len(self._pending) < self._batch_max
                 self._urgent = False
-                await self._commit_pending()
+                await self._commit_pending(routine=routine)
         finally:
+            # No routine commit is under way (they cannot be cancelled mid-call), and the rest
+            # run on trio's threads.
+            self._background.stop()
             with trio.CancelScope(shield=True):
-                await self._commit_pending()
+                await self._commit_pending(routine=False)
                 conn, self._conn = self._conn, None
                 await trio.to_thread.run_sync(conn.close, limiter=self._limiter)
 
-    async def _commit_pending(self) -> None:
+    async def _commit_pending(self, *, routine: bool) -> None:
         # Swap the queue before the thread hop: writers keep appending to the new list while
         # this batch commits.
         batch, self._pending = self._pending, []
@@ -308,9 +319,13 @@ class StateStore:
         conn = self._conn
         folded = fold(batch)  # here, not in the worker: see searcherd._store_batch
         try:
-            skipped = await trio.to_thread.run_sync(
-                write_batch, conn, batch, folded, limiter=self._limiter
-            )
+            if routine:  # at idle priority: see the module docstring
+                async with self._limiter:
+                    skipped = await self._background.run_sync(write_batch, conn, batch, folded)
+            else:
+                skipped = await trio.to_thread.run_sync(
+                    write_batch, conn, batch, folded, limiter=self._limiter
+                )
         except sqlite3.Error as exc:
             # Keep the rows and retry on the next wake-up: losing them would break the
             # never-lose-a-bid promise, and a full disk may clear.
@@ -325,6 +340,11 @@ class StateStore:
             await trio.sleep(1.0)
             self._wake.set()
             return
+        except BaseException:
+            # Cancelled while a read held the connection: nothing was written, so the batch
+            # goes back to the queue for the final flush.
+            self._pending[:0] = batch
+            raise
         for error in skipped:
             _log.error("state_row_rejected", path=str(self.path), error=error)
         self.commits += 1

@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import signal
 import sqlite3
+import threading
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
+import trio.testing
 
 from searcherd import queries as queries_module
 from searcherd import store as store_module
@@ -292,6 +294,57 @@ async def test_a_full_batch_commits_without_waiting_for_the_interval(
         assert trio.current_time() - start < 3600.0  # flush() does not wait out the window
         assert store.commits == 3
         assert _count(path) == 7
+
+
+async def test_routine_commits_run_on_the_idle_writer_and_urgent_ones_do_not(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A batch that waited out its window commits on the store's idle-priority thread; a
+    `flush()`, a full batch and the last batch (they cannot wait for a free core) commit on
+    trio's threads."""
+    committed_on: list[str] = []
+
+    def trace(statement: str) -> None:
+        if statement == "COMMIT":
+            committed_on.append(threading.current_thread().name)
+
+    path = tmp_path / "s.db"
+    async with _running(path, commit_interval=1.0, batch_max=10) as store:
+        await store.query(lambda conn: conn.set_trace_callback(trace))
+        store.add_bid(_bid("routine"))
+        await trio.sleep(2.0)  # the window passes and the batch commits...
+        await store.flush()  # ...on a thread: wait for it by event, not by the clock
+        store.add_bid(_bid("flushed"))
+        await store.flush()
+        for n in range(5):  # ten statements: a full batch, taken at once
+            store.add_bid(_bid(f"full{n}"))
+        await trio.sleep(0.5)  # the writer has taken it (well within the window)
+        await store.flush()  # wait for its commit
+        store.add_bid(_bid("last"))
+    assert committed_on[0] == "searcherd-state-writer"
+    assert len(committed_on) == 4
+    assert "searcherd-state-writer" not in committed_on[1:]
+    assert _count(path) == 8
+
+
+async def test_a_batch_cancelled_while_waiting_for_the_connection_is_still_committed(
+    tmp_path: Path, autojump_clock: trio.abc.Clock
+) -> None:
+    """A batch taken off the queue whose commit is cancelled before it got the connection (a
+    read held it) goes back to the queue, and the final flush commits it."""
+    path = tmp_path / "s.db"
+    release = threading.Event()
+    async with trio.open_nursery() as nursery:
+        store = StateStore(path, commit_interval=0.1, batch_max=100_000)
+        await nursery.start(store.run)
+        nursery.start_soon(store.query, lambda conn: release.wait())  # holds the connection
+        store.add_bid(_bid("b0"))
+        await trio.sleep(1.0)  # the batch window passes: the writer takes the batch...
+        await trio.testing.wait_all_tasks_blocked()
+        assert store.pending == 0  # ...and waits for the connection
+        nursery.cancel_scope.cancel()
+        release.set()
+    assert _count(path) == 1
 
 
 async def test_flush_makes_rows_visible_to_readers_while_the_writer_runs(tmp_path: Path) -> None:
