@@ -91,6 +91,12 @@ def restore_logging() -> Iterator[None]:
 
 
 @pytest.fixture
+def plain_structlog() -> None:
+    """Let `structlog.testing.capture_logs` see every event, whatever other tests configured."""
+    structlog.reset_defaults()
+
+
+@pytest.fixture
 def log_stream(restore_logging: None) -> io.StringIO:
     """A StringIO receiving the daemon's JSON log lines at debug level.
 

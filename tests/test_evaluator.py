@@ -25,10 +25,7 @@ from searcherd.strategy import NoParams, Strategy, StrategyContext
 FP = "fusion_plus"
 
 
-@pytest.fixture(autouse=True)
-def _plain_structlog() -> None:
-    """Let capture_logs see every event regardless of what other tests configured."""
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("plain_structlog")
 
 
 @attrs.frozen

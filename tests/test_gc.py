@@ -11,7 +11,6 @@ import weakref
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import pytest
-import structlog
 import trio
 import trio.testing
 from structlog.testing import capture_logs
@@ -25,10 +24,7 @@ YOUNG = 0.25
 SWEEP = 60.0
 
 
-@pytest.fixture(autouse=True)
-def _plain_structlog() -> None:
-    """Let capture_logs see every event regardless of what other tests configured."""
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("plain_structlog")
 
 
 @pytest.fixture(autouse=True)

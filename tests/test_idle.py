@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import NoReturn
 
 import pytest
-import structlog
 import trio
 import trio.testing
 from structlog.testing import capture_logs
@@ -16,10 +15,7 @@ STEP = 0.125
 """Virtual seconds a busy loop moves the clock per round (exact in binary)."""
 
 
-@pytest.fixture(autouse=True)
-def _plain_structlog() -> None:
-    """Let capture_logs see every event regardless of what other tests configured."""
-    structlog.reset_defaults()
+pytestmark = pytest.mark.usefixtures("plain_structlog")
 
 
 async def _spin(clock: trio.testing.MockClock | None = None) -> NoReturn:
