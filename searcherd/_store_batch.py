@@ -5,39 +5,39 @@ each batch is folded on the event loop (:func:`fold`) and committed in one trans
 worker thread (:func:`write_batch`). The bid writes, several per bid (its row, then a status row
 and an update per change), are the bulk of them.
 
-Run one by one, every statement is a trip between Python and SQLite, and each trip releases and
-retakes the GIL: with the event loop busy, every one of those hand-overs can stall it. So the
-bid writes of a batch are first folded together (the bid statements are recognised by identity:
-`INSERT_BID`, `INSERT_FIRST_STATUS`, `INSERT_STATUS`, `UPDATE_STATUS`, `SET_SERVER_BID_ID`):
+The worker thread shares the GIL with the event loop. Whatever it does in Python, binding
+parameters included, it does holding the GIL, and a worker at idle CPU priority can be put aside
+by the kernel in the middle of it: the event loop then waits for the GIL until the worker gets a
+core again. So the worker is given as little Python work as possible, and a fixed amount per
+batch, however large. The bid writes of a batch are folded together (the bid statements are
+recognised by identity: `INSERT_BID`, `INSERT_FIRST_STATUS`, `INSERT_STATUS`, `UPDATE_STATUS`,
+`SET_SERVER_BID_ID`) and each kind is encoded, on the event loop, as one JSON array of rows:
 
 - a bid inserted in this batch is written once, with every later change of the batch applied
   to its row;
 - changes to bids of earlier batches become one row per bid, the changes applied in order, of
-  a multi-row update (``UPDATE ... FROM (VALUES ...)``: one call into SQLite where
-  ``executemany`` would release and retake the GIL once per row);
-- status history rows are inserted many rows per statement, in the order they were queued
-  (their row ids keep that order);
+  one update (``UPDATE ... FROM json_each(?)``);
+- status history rows are inserted by one statement, in the order they were queued (their row
+  ids keep that order);
 - every other statement (Fusion+ orders, events, secrets, fill intents) runs as queued.
 
-The rows committed are those the statements would give run one by one, in order. Folding is
-Python work and runs on the event loop's thread (the store does it when the loop is idle); the
-worker thread then only makes a few calls into SQLite, which run without the GIL. When any
-statement is refused on its own merits (a constraint, a bad value), the batch is rolled back and
-replayed statement by statement with a savepoint each (:func:`write_rows`), which skips exactly
-the refused ones: the careful path is the plain one, and it only runs when it has to.
+Each folded statement binds a single parameter, its JSON text, and SQLite unpacks the rows
+(``json_each``) without the GIL. The rows committed are those the statements would give run one
+by one, in order: JSON carries text, integers, floats (exactly: shortest round-trip form), null
+and booleans (as 1 and 0, as SQLite stores them); a batch with anything else (bytes, an integer
+beyond 64 bits, a text with a NUL) is not folded. When any statement is refused on its own merits (a
+constraint, a bad value), the batch is rolled back and replayed statement by statement with a
+savepoint each (:func:`write_rows`), which skips exactly the refused ones: the careful path is
+the plain one, and it only runs when it has to.
 """
 
 from __future__ import annotations
 
-import functools
-import itertools
 import sqlite3
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import attrs
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
+import orjson
 
 __all__ = [
     "INSERT_BID",
@@ -76,39 +76,47 @@ SET_SERVER_BID_ID: Final = "UPDATE bids SET server_bid_id = ?, updated_at = ? WH
 _ROW_ERRORS: Final = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError)
 """Errors of one statement on its own merits (a constraint, a bad value), not of the database."""
 
-# The folded statements. A folded update carries None for "leave as it is": no column it sets
+
+def _insert_rows(table: str, columns: str) -> str:
+    """An insert of every row of a JSON array parameter (a row: an array in `columns` order)."""
+    values = ", ".join(f"value->>{i}" for i in range(columns.count(",") + 1))
+    # ORDER BY key: rows go in array order, so the row ids keep the queue's order.
+    return f"INSERT INTO {table} ({columns}) SELECT {values} FROM json_each(?) ORDER BY key"
+
+
+# The folded statements. A folded update carries null for "leave as it is": no column it sets
 # can be set back to NULL by the statements above (status is NOT NULL; result, reason and the
 # server id only ever get a value).
-_BID_COLUMNS: Final = (
+_INSERT_BIDS: Final = _insert_rows(
+    "bids",
     "local_id, venue, chain_id, strategy, opportunity_id, server_bid_id, amount, status,"
-    " result, reason, created_at, updated_at, detail"
+    " result, reason, created_at, updated_at, detail",
 )
-_STATUS_COLUMNS: Final = "local_id, status, result, reason, source, applied, at"
-# A folded update row: status, result, reason, server id, updated_at, local id (VALUES columns
-# column1..column6). The bids of one statement are distinct (the updates are folded per bid), so
-# each bid row matches exactly one VALUES row.
-_UPDATE_FOLDED: Final = (
-    "UPDATE bids SET status = coalesce(v.column1, status), result = coalesce(v.column2, result),"
-    " reason = coalesce(v.column3, reason), server_bid_id = coalesce(v.column4, server_bid_id),"
-    " updated_at = v.column5 FROM (VALUES {rows}) AS v WHERE local_id = v.column6"
+_INSERT_HISTORY: Final = _insert_rows(
+    "bid_status_history", "local_id, status, result, reason, source, applied, at"
 )
-# Where status, result, reason, server id and updated_at sit in a folded bid row (the order of
-# _BID_COLUMNS) and in a folded update row (above).
+# A folded update row: status, result, reason, server id, updated_at, local id. The bids of one
+# batch are distinct (the updates are folded per bid), so each bid row matches one update row.
+_UPDATE_BIDS: Final = (
+    "UPDATE bids SET status = coalesce(u.value->>0, status),"
+    " result = coalesce(u.value->>1, result), reason = coalesce(u.value->>2, reason),"
+    " server_bid_id = coalesce(u.value->>3, server_bid_id), updated_at = u.value->>4"
+    " FROM json_each(?) AS u WHERE local_id = u.value->>5"
+)
+# Where status, result, reason, server id and updated_at sit in a folded bid row (the column
+# order of _INSERT_BIDS) and in a folded update row (above).
 _IN_ROW: Final = (7, 8, 9, 5, 11)
 _IN_UPDATE: Final = (0, 1, 2, 3, 4)
-
-_CHUNK: Final = 64
-"""Rows per multi-row statement at most: 64 x 13 parameters stays under SQLite's oldest limit of
-999, and a chunk's parameters bind in well under a millisecond."""
 
 
 @attrs.frozen
 class Folded:
-    """A batch's writes folded together (see the module docstring); made by :func:`fold`."""
+    """A batch's writes folded together and encoded (see the module docstring); made by
+    :func:`fold`. Each JSON text is an array of rows, or None when there are none."""
 
-    new_bids: list[list[Any]]  # bids rows in _BID_COLUMNS order, every change applied
-    updates: list[tuple[Any, ...]]  # _UPDATE_FOLDED rows, one per bid of earlier batches
-    history: list[tuple[Any, ...]]  # bid_status_history rows in _STATUS_COLUMNS order
+    new_bids: str | None  # bids rows, every change of the batch applied
+    updates: str | None  # one update row per bid of earlier batches
+    history: str | None  # bid_status_history rows, in queue order
     others: list[Statement]  # everything else, as queued
 
 
@@ -159,8 +167,9 @@ def write_rows(conn: sqlite3.Connection, batch: list[Statement]) -> list[str]:
 
 
 def fold(batch: list[Statement]) -> Folded | None:
-    """Fold the bid writes of `batch` (see the module docstring); None if it cannot be folded
-    (a bid inserted twice: the careful path reports the second insert)."""
+    """Fold and encode the bid writes of `batch` (see the module docstring); None if it cannot
+    be folded (a bid inserted twice: the careful path reports the second insert; or a value
+    JSON does not carry as the statement would bind it)."""
     new_bids: dict[str, list[Any]] = {}
     updates: dict[str, list[Any]] = {}
     history: list[tuple[Any, ...]] = []
@@ -185,21 +194,45 @@ def fold(batch: list[Statement]) -> Folded | None:
             _fold(new_bids, updates, local_id, at, server_bid_id=server_bid_id)
         else:
             others.append((sql, params))
-    return Folded(
-        new_bids=list(new_bids.values()),
-        updates=[(*u, local_id) for local_id, u in updates.items()],
-        history=history,
-        others=others,
-    )
+    try:
+        return Folded(
+            new_bids=_encode(list(new_bids.values())),
+            updates=_encode([(*u, local_id) for local_id, u in updates.items()]),
+            history=_encode(history),
+            others=others,
+        )
+    except _NotCarried:
+        return None
+
+
+class _NotCarried(Exception):
+    """A value JSON would not carry as the statement binds it."""
+
+
+def _encode(rows: list[Any]) -> str | None:
+    if not rows:
+        return None
+    try:
+        text = orjson.dumps(rows)  # refuses an integer beyond 64 bits, bytes, unknown types
+    except orjson.JSONEncodeError as exc:
+        raise _NotCarried from exc
+    # json_each cuts a text at a NUL. (A NaN or an infinity, which JSON writes as null, needs no
+    # check: every float these rows carry goes to a NOT NULL column, so the statement is refused
+    # and the batch takes the careful path, which binds the float itself.)
+    if b"\\u0000" in text:
+        raise _NotCarried
+    # Bound as text: SQLite 3.45 and later read a blob argument as its binary JSONB format.
+    return text.decode()
 
 
 def _write_folded(conn: sqlite3.Connection, folded: Folded) -> None:
     # Bids before their history rows: the history references them.
-    _in_chunks(conn, functools.partial(_insert_sql, "bids", _BID_COLUMNS), folded.new_bids)
-    _in_chunks(conn, _update_sql, folded.updates)
-    _in_chunks(
-        conn, functools.partial(_insert_sql, "bid_status_history", _STATUS_COLUMNS), folded.history
-    )
+    if folded.new_bids is not None:
+        conn.execute(_INSERT_BIDS, (folded.new_bids,))
+    if folded.updates is not None:
+        conn.execute(_UPDATE_BIDS, (folded.updates,))
+    if folded.history is not None:
+        conn.execute(_INSERT_HISTORY, (folded.history,))
     for sql, params in folded.others:
         conn.execute(sql, params)
 
@@ -226,34 +259,3 @@ def _fold(
         if value is not None:
             target[place] = value
     target[places[-1]] = at
-
-
-def _in_chunks(
-    conn: sqlite3.Connection, statement: Callable[[int, int], str], rows: list[Any]
-) -> None:
-    """Write `rows` in order, up to `_CHUNK` rows per `statement(width, rows)` text.
-
-    Chunks are powers of two, so a handful of statement texts serve every batch size (SQLite
-    prepares each text once and keeps it in the connection's statement cache).
-    """
-    start = 0
-    while start < len(rows):
-        size = min(_CHUNK, 1 << (len(rows) - start).bit_length() - 1)
-        chunk = rows[start : start + size]
-        params = list(itertools.chain.from_iterable(chunk))
-        conn.execute(statement(len(chunk[0]), size), params)
-        start += size
-
-
-def _group(width: int, rows: int) -> str:
-    return ", ".join(["(" + ", ".join(["?"] * width) + ")"] * rows)
-
-
-@functools.cache
-def _insert_sql(table: str, columns: str, width: int, rows: int) -> str:
-    return f"INSERT INTO {table} ({columns}) VALUES {_group(width, rows)}"
-
-
-@functools.cache
-def _update_sql(width: int, rows: int) -> str:
-    return _UPDATE_FOLDED.format(rows=_group(width, rows))

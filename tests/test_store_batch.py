@@ -157,8 +157,8 @@ def test_a_bid_inserted_twice_in_one_batch_keeps_the_first_row() -> None:
     assert len(folded_skipped) == 1
 
 
-def test_large_batches_span_several_insert_chunks_in_queue_order() -> None:
-    """More rows than one multi-row insert holds: every row lands and history keeps its order."""
+def test_large_batches_keep_every_row_in_queue_order() -> None:
+    """Hundreds of bids and statuses in one batch: every row lands and history keeps its order."""
     batch = [s for i in range(300) for s in _new_bid(f"b{i:03}", float(i))]
     batch += [s for i in range(300) for s in _status(f"b{i:03}", "pending", 1000.0 + i)]
     folded, plain, _, _ = _both_ways([], batch)
@@ -168,8 +168,8 @@ def test_large_batches_span_several_insert_chunks_in_queue_order() -> None:
     assert history_ids == [f"b{i:03}" for i in range(300)] * 2
 
 
-def test_changes_to_many_earlier_bids_span_several_update_chunks() -> None:
-    """More earlier bids changed than one multi-row update holds: each gets its own changes."""
+def test_changes_to_many_earlier_bids_each_land_on_their_own_bid() -> None:
+    """One update for a batch's changes to 150 earlier bids: each bid gets its own changes."""
     earlier = [s for i in range(150) for s in _new_bid(f"b{i:03}", float(i))]
     batch = [(SET_SERVER_BID_ID, (f"server-{i}", 500.0 + i, f"b{i:03}")) for i in range(150)]
     batch += [s for i in range(0, 150, 2) for s in _status(f"b{i:03}", "won", 900.0 + i,
@@ -181,3 +181,48 @@ def test_changes_to_many_earlier_bids_span_several_update_chunks() -> None:
     assert bids["b149"][5] == "server-149"
     assert bids["b148"][7:9] == ("won", "sig-148")
     assert bids["b149"][7:9] == ("submitting", None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    reasons=st.lists(st.text(), min_size=1, max_size=6),
+    times=st.lists(st.floats(), min_size=1, max_size=6),
+)
+def test_any_text_and_any_float_are_written_as_the_statements_would(
+    reasons: list[str], times: list[float]
+) -> None:
+    """Texts with quotes, escapes, NULs or any Unicode, floats to the last bit, NaN and the
+    infinities: the folded batch gives the rows the statements give, or falls back to them."""
+    batch = [s for i, at in enumerate(times) for s in _new_bid(f"b{i}", at)]
+    batch += [
+        s
+        for i, reason in enumerate(reasons)
+        for s in _status(f"b{i % len(times)}", "lost", times[i % len(times)], reason=reason)
+    ]
+    folded, plain, folded_skipped, plain_skipped = _both_ways([], batch)
+    assert folded == plain
+    assert folded_skipped == plain_skipped
+
+
+def test_a_folded_batch_is_a_few_statements_whatever_its_size() -> None:
+    """The worker's calls into SQLite (each one takes the GIL back) do not grow with the batch:
+    new bids, changes to earlier bids and history are one statement each."""
+    earlier = [s for i in range(400) for s in _new_bid(f"old{i:03}", float(i))]
+    with tempfile.TemporaryDirectory() as folder:
+        conn = open_database(Path(folder, "state.db"))
+        try:
+            write_batch(conn, earlier, fold(earlier))
+            counts = []
+            for size in (1, 10, 400):
+                batch = [s for i in range(size) for s in _new_bid(f"new{size}-{i:03}", 1e3 + i)]
+                batch += [s for i in range(size) for s in _status(f"old{i:03}", "won", 2e3 + i)]
+                statements: list[str] = []
+                conn.set_trace_callback(statements.append)
+                assert write_batch(conn, batch, fold(batch)) == []
+                conn.set_trace_callback(None)
+                counts.append(len(statements))
+        finally:
+            conn.close()
+    assert counts == [5, 5, 5]  # BEGIN, bids, updates, history, COMMIT
+    # The rows go as JSON text: SQLite 3.45 and later would read a blob as binary JSONB.
+    assert not any("x'" in statement for statement in statements)
