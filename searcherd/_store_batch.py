@@ -25,10 +25,10 @@ Each folded statement binds a single parameter, its JSON text, and SQLite unpack
 (``json_each``) without the GIL. The rows committed are those the statements would give run one
 by one, in order: JSON carries text, integers, floats (exactly: shortest round-trip form), null
 and booleans (as 1 and 0, as SQLite stores them); a batch with anything else (bytes, an integer
-beyond 64 bits, a text with a NUL) is not folded. When any statement is refused on its own merits (a
-constraint, a bad value), the batch is rolled back and replayed statement by statement with a
-savepoint each (:func:`write_rows`), which skips exactly the refused ones: the careful path is
-the plain one, and it only runs when it has to.
+beyond 64 bits, a text with a NUL) is not folded. When any statement is refused on its own
+merits (a constraint, a bad value), the batch is rolled back and replayed statement by statement
+with a savepoint each (:func:`write_rows`), which skips exactly the refused ones: the careful
+path is the plain one, and it only runs when it has to.
 """
 
 from __future__ import annotations
