@@ -13,7 +13,11 @@ so the priority belongs to a thread of its own: this one, not a thread of trio's
 any later `trio.to_thread` call could land on.
 
 A starved idle thread (every core busy with other work) still runs, just slowly; the store
-sends the work that cannot wait (a flush, a full queue) to trio's normal threads instead.
+sends the work that cannot wait (a flush, a full queue) to trio's normal threads instead. The
+catch is the GIL: the kernel puts an idle thread aside whenever another thread wants its core,
+holding the GIL or not, and the event loop then waits for it. So the calls given to it should
+spend their time in C code that lets the GIL go, with as little Python around it as possible
+(searcherd._store_batch shows how the state writer does that).
 Where ``SCHED_IDLE`` does not exist (not Linux) or is refused, the thread runs at normal
 priority and says so once at info level.
 """
