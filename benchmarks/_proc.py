@@ -71,11 +71,14 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
-def python_argv(profile: Path | None) -> list[str]:
-    """This interpreter, under ``cProfile`` writing to ``profile`` when one is given."""
-    if profile is None:
-        return [sys.executable]
-    return [sys.executable, "-m", "cProfile", "-o", str(profile)]
+def python_argv(profile: Path | None, task_cpu: Path | None = None) -> list[str]:
+    """This interpreter, under ``cProfile`` writing to ``profile`` when one is given, or under
+    :mod:`benchmarks._taskcpu` writing to ``task_cpu``."""
+    if profile is not None:
+        return [sys.executable, "-m", "cProfile", "-o", str(profile)]
+    if task_cpu is not None:
+        return [sys.executable, "-m", "benchmarks._taskcpu", "-o", str(task_cpu)]
+    return [sys.executable]
 
 
 class Child:

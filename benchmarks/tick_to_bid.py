@@ -74,6 +74,7 @@ class BenchOptions(argparse.Namespace):
     seed: int
     keep: bool
     profile: Path | None
+    task_cpu: Path | None
     check_bids: bool
     floor_ignores_cap: bool
     repeat: int
@@ -92,7 +93,8 @@ def _start_client(
     name: str, sim: SimProcess, folder: Path, opts: BenchOptions, profile: Path | None
 ) -> Child:
     log = (folder / f"{name}.log").open("wb")
-    python = python_argv(profile / f"{name}.prof" if profile else None)
+    task_cpu = opts.task_cpu / f"{folder.name}.txt" if opts.task_cpu else None  # floor-1.txt, ...
+    python = python_argv(profile / f"{name}.prof" if profile else None, task_cpu)
     try:
         if name == "floor":
             argv = [*python, "-m", "benchmarks._floor", "--ws-url", sim.ws_url]
@@ -215,10 +217,21 @@ def _parse(argv: Sequence[str] | None) -> BenchOptions:
         help="run every process under cProfile, writing DIR/<process>.prof "
         "(for finding hot spots; the timings themselves are then meaningless)",
     )
+    parser.add_argument(
+        "--task-cpu",
+        type=Path,
+        metavar="DIR",
+        help="write each client run's event-loop CPU by trio task to DIR/<client>-<run>.txt "
+        "(two clock reads a task step: the timings stay meaningful)",
+    )
     opts = parser.parse_args(argv, namespace=BenchOptions())
-    if opts.profile is not None:
-        opts.profile.mkdir(parents=True, exist_ok=True)
-        opts.profile = opts.profile.resolve()
+    if opts.profile is not None and opts.task_cpu is not None:
+        parser.error("--profile and --task-cpu each wrap the clients: use one at a time")
+    for option in ("profile", "task_cpu"):
+        where: Path | None = getattr(opts, option)
+        if where is not None:
+            where.mkdir(parents=True, exist_ok=True)
+            setattr(opts, option, where.resolve())
     clients = [c.strip() for c in str(opts.clients).split(",") if c.strip()]
     unknown = sorted(set(clients) - set(CLIENTS))
     if unknown or not clients:

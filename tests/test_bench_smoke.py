@@ -8,6 +8,7 @@ the machine and on whatever else runs on it.
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -91,3 +92,92 @@ def test_decode_prints_a_row_per_message_type() -> None:
             "order_filled", "order_filled_partially", "order_cancelled", "secret_shared",
             "rpc ping", "rpc getAllowedMethods", "rpc getSecrets"} <= fp  # fmt: skip
     assert any(name.startswith("rpc getActiveOrders") for name in fp)
+
+
+_BURNER: Final = """
+import sys
+import time
+
+import trio
+
+
+def burn(seconds):
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+async def busy():
+    burn(0.2)
+
+
+async def light():
+    burn(0.02)
+    if sys.argv[1:] == ["--fail"]:
+        raise RuntimeError("ends by an exception")
+
+
+async def main():
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(trio.to_thread.run_sync, burn, 0.3)  # another thread: not counted
+        nursery.start_soon(busy, name="busy")
+        nursery.start_soon(light, name="light")
+
+
+trio.run(main)
+"""
+
+
+def _task_cpu(tmp_path: Path, *module_args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    (tmp_path / "burner.py").write_text(_BURNER)
+    out = tmp_path / "cpu.txt"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks._taskcpu", "-o", str(out), "-m", "burner",
+         *module_args],
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(tmp_path)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )  # fmt: skip
+    return proc, out.read_text() if out.exists() else ""
+
+
+def _cpu_of(table: str, task: str) -> float:
+    row = re.search(rf"^{task}\s+([0-9.]+)\s+([0-9.]+)%\s+[0-9,]+$", table, re.MULTILINE)
+    assert row, f"no row for {task}:\n{table}"
+    return float(row.group(1))
+
+
+def test_task_cpu_charges_each_task_its_own_cpu(tmp_path: Path) -> None:
+    """The table gives each task the CPU of its own steps, busiest first; work on another thread
+    is not the loop's; the module gets its own options after ``-m MODULE``."""
+    proc, table = _task_cpu(tmp_path, "--not-for-taskcpu")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    busy, light = _cpu_of(table, "busy"), _cpu_of(table, "light")
+    assert 0.2 <= busy < 0.25, table
+    assert 0.02 <= light < 0.07, table
+    assert table.index("\nbusy ") < table.index("\nlight "), table
+    heading = re.search(r"^event loop thread: ([0-9.]+) s of CPU$", table, re.M)
+    assert heading, table
+    total = float(heading.group(1))
+    assert busy + light <= total < 0.3 + busy, table  # the 0.3 s of the thread is not in it
+    assert re.search(r"^\(trio: scheduling, polling for I/O\)\s+[0-9.]+", table, re.M), table
+
+
+def test_task_cpu_writes_its_table_when_the_program_fails(tmp_path: Path) -> None:
+    """A program that ends by an exception (as the floor ends by SIGINT) still gets its table,
+    and its exit status is its own."""
+    proc, table = _task_cpu(tmp_path, "--fail")
+    assert proc.returncode != 0
+    assert "ends by an exception" in proc.stderr
+    assert _cpu_of(table, "light") >= 0.02, table
+
+
+def test_tick_to_bid_refuses_two_profilers_at_once(tmp_path: Path) -> None:
+    """``--profile`` and ``--task-cpu`` both wrap the clients: together they are refused."""
+    proc = _run("benchmarks.tick_to_bid", "--profile", str(tmp_path / "p"),
+                "--task-cpu", str(tmp_path / "t"))  # fmt: skip
+    assert proc.returncode == 2
+    assert "use one at a time" in proc.stderr
