@@ -89,12 +89,11 @@ def checkpoints(count: int) -> list[int]:
     return [c for c in (early, count) if c > 0] if early < count else [count]
 
 
-def _start_client(
-    name: str, sim: SimProcess, folder: Path, opts: BenchOptions, profile: Path | None
-) -> Child:
+def _start_client(name: str, sim: SimProcess, folder: Path, opts: BenchOptions) -> Child:
     log = (folder / f"{name}.log").open("wb")
+    profile = opts.profile / f"{name}.prof" if opts.profile else None
     task_cpu = opts.task_cpu / f"{folder.name}.txt" if opts.task_cpu else None  # floor-1.txt, ...
-    python = python_argv(profile / f"{name}.prof" if profile else None, task_cpu)
+    python = python_argv(profile, task_cpu)
     try:
         if name == "floor":
             argv = [*python, "-m", "benchmarks._floor", "--ws-url", sim.ws_url]
@@ -122,7 +121,7 @@ def measure(name: str, opts: BenchOptions, folder: Path) -> ClientRun:
         )
     client: Child | None = None
     try:
-        client = _start_client(name, sim, folder, opts, opts.profile)
+        client = _start_client(name, sim, folder, opts)
         sim.command(_CONNECT_TIMEOUT + 10, cmd="wait_client", timeout=_CONNECT_TIMEOUT)
         client.check_alive()
         sim.command(
