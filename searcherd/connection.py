@@ -4,7 +4,7 @@ One :class:`Connection` serves one venue (Express Relay or Fusion+). Each *link*
 socket) runs four tasks in one nursery:
 
 - the reader drains every frame into ``on_message`` without ever blocking, because a stalled
-  reader stops trio-websocket from answering server pings and the server then drops us;
+  reader stops the socket from answering server pings and the server then drops us;
 - ``on_connected`` (the venue's session setup: subscribe, reseed, reconcile) runs beside the
   reader, since it awaits responses only the reader can deliver;
 - a liveness watchdog ends a link that saw no frame and no pong for ``liveness_window``;
