@@ -2,9 +2,9 @@
 
 A :class:`Transport` opens one socket per call of ``open(url, headers, settings)``, an async
 context manager yielding a :class:`Socket`. The default, :class:`WebSocketTransport`, speaks
-WebSocket through wsproto (see :mod:`searcherd._websocket` for why not trio-websocket); a custom
-transport (the Fusion+ SDK's "custom provider") is anything with the
-same shape, e.g. a proxy or an in-memory fake in tests.
+WebSocket through wsproto (see :mod:`searcherd._websocket` for why not trio-websocket); a
+custom transport (the Fusion+ SDK's "custom provider") is anything with the same shape, e.g. a
+proxy or an in-memory fake in tests.
 
 Transports report trouble with the :class:`TransportError` family, whose messages never contain
 secrets, so the connection loop can classify failures (TLS, rejected upgrade, closed socket)
