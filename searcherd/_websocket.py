@@ -245,12 +245,11 @@ class WebSocket:
             return True
         if self._parts:  # the last frame of a fragmented message (all frames share its type)
             self._parts.append(data)
-            parts = self._parts
             if isinstance(data, str):
-                data = "".join(cast("list[str]", parts))
+                data = "".join(cast("list[str]", self._parts))
             else:
-                data = b"".join(cast("list[bytes]", parts))
-            self._parts = []
+                data = b"".join(cast("list[bytes]", self._parts))
+            self._parts.clear()
             self._parts_size = 0
         self._messages.append(data)
         return True

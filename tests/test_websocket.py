@@ -79,11 +79,6 @@ async def start_peer(
     return f"ws://127.0.0.1:{port}/ws", peers
 
 
-def settings(url: str, **overrides: object) -> ConnectionSettings:
-    """Settings with short timeouts (the tests run on the autojump clock)."""
-    return ConnectionSettings(url, **overrides)  # type: ignore[arg-type]
-
-
 async def test_frames_behind_the_upgrade_response_are_delivered(
     nursery: trio.Nursery,
     autojump_clock: trio.testing.MockClock,
@@ -98,7 +93,7 @@ async def test_frames_behind_the_upgrade_response_are_delivered(
         await trio.sleep_forever()
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url)) as sock:
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)) as sock:
         with trio.fail_after(5):
             assert await sock.get_message() == "first"
 
@@ -119,7 +114,7 @@ async def test_fragments_are_joined_and_types_kept(
         await trio.sleep_forever()
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url)) as sock:
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)) as sock:
         with trio.fail_after(5):
             assert await sock.get_message() == "abcdef"
             assert await sock.get_message() == b"\x00\x01"
@@ -142,7 +137,9 @@ async def test_fragmented_message_over_the_limit_closes_1009(
                 return
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url, max_message_size=1000)) as sock:
+    async with WebSocketTransport().open(
+        url, [], ConnectionSettings(url, max_message_size=1000)
+    ) as sock:
         with trio.fail_after(5), pytest.raises(SocketClosed) as closed:
             await sock.get_message()
     assert closed.value.code == 1009
@@ -165,7 +162,7 @@ async def test_server_ping_is_answered_while_reading(
         await trio.sleep_forever()
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url)) as sock:
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)) as sock:
         with trio.fail_after(5):
             assert await sock.get_message() == "after the pong"
     assert pongs == [b"are you there"]
@@ -188,7 +185,7 @@ async def test_ping_returns_on_pong_and_raises_when_the_link_drops(
         await peer.stream.aclose()  # the second ping is never answered: the link drops
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url)) as sock:
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)) as sock:
 
         async def read() -> None:
             with pytest.raises(SocketClosed) as dropped:
@@ -226,7 +223,7 @@ async def test_concurrent_senders_each_frame_arrives_whole(
 
     url, _ = await start_peer(nursery, script)
     messages = [str(i) * 200_000 for i in range(10)] + [f"small {i}" for i in range(10)]
-    async with WebSocketTransport().open(url, [], settings(url)) as sock:
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)) as sock:
         async with trio.open_nursery() as senders:
             for message in messages:
                 senders.start_soon(sock.send_message, message)
@@ -250,7 +247,7 @@ async def test_peer_close_delivers_earlier_messages_then_its_code(
         echoed.append(reply)
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url)) as sock:
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)) as sock:
         with trio.fail_after(5):
             assert await sock.get_message() == "one"
             assert await sock.get_message() == "two"
@@ -287,7 +284,7 @@ async def test_leaving_the_block_closes_1000_and_waits_for_the_reply(
         ended.set()
 
     url, _ = await start_peer(nursery, script)
-    async with WebSocketTransport().open(url, [], settings(url)):
+    async with WebSocketTransport().open(url, [], ConnectionSettings(url)):
         opened_at = trio.current_time()
     assert trio.current_time() - opened_at == pytest.approx(waited)
     with trio.fail_after(60):
@@ -312,7 +309,7 @@ async def test_rejection_keeps_status_body_and_retry_after(
 
     url, _ = await start_peer(nursery, script)
     with trio.fail_after(5), pytest.raises(HandshakeRejected) as rejected:
-        async with WebSocketTransport().open(url, [], settings(url)):
+        async with WebSocketTransport().open(url, [], ConnectionSettings(url)):
             pass
     assert (rejected.value.status, rejected.value.body) == (429, "slow down!")
     assert rejected.value.retry_after == 7.0
@@ -337,7 +334,7 @@ async def test_not_a_websocket_server_is_connect_failed(
 
     url, _ = await start_peer(nursery, script)
     with trio.fail_after(5), pytest.raises(ConnectFailed, match=message):
-        async with WebSocketTransport().open(url, [], settings(url)):
+        async with WebSocketTransport().open(url, [], ConnectionSettings(url)):
             pass
 
 
@@ -356,7 +353,9 @@ async def test_upgrade_request_carries_host_resource_and_headers(
 
     url, _ = await start_peer(nursery, script)
     full = url + "?chain=solana"
-    async with WebSocketTransport().open(full, [("Authorization", "Bearer t0ken")], settings(full)):
+    async with WebSocketTransport().open(
+        full, [("Authorization", "Bearer t0ken")], ConnectionSettings(full)
+    ):
         pass
     (request,) = requests
     assert request.target == "/ws?chain=solana"
