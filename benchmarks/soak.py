@@ -13,8 +13,9 @@ all on loopback:
 
 After ``--seconds`` the publishing and the faults stop, every auction is given time to end, and
 the daemon's state table is compared with the simulator's record of every bid. It prints the
-faults injected, reconnects, bids sent, bids accepted, bids missing from the state table, final
-statuses that disagree with the simulator, and the daemon's RSS at start and end, and exits 1
+faults injected, reconnects, bid rows in the state table, bids accepted, bids missing from the
+state table, final statuses that disagree with the simulator, and the daemon's RSS at start and
+end, and exits 1
 when anything is missing or disagrees (or 2 when the run itself broke). It stops by itself.
 """
 
@@ -195,7 +196,7 @@ def soak(seconds: float, rate: float, faults_every: float, seed: int) -> int:
     figures = {
         "faults injected": sum(faults.values()),
         "reconnects": max(0, ready_links - 1),
-        "bids sent": len(lines.events("bid_sent")),
+        "bid rows in the state table": diff.table_rows,
         "bids accepted": diff.sim_bids,
         "bids missing from the state table": len(diff.missing),
         "statuses that disagree with the simulator": len(diff.disagree),

@@ -68,7 +68,7 @@ def _daemon_config(write_config: Callable[..., Path], tmp_path: Path, sim: _Sim)
     info = sim.info
     return write_config(
         daemon={"strategies_dir": "strategies", "shutdown_grace": 1.0},
-        log={"format": "json"},
+        log={"format": "json", "level": "debug"},  # for `bid_sent`, a debug line
         limits={"max_in_flight": 10_000, "max_bids_per_second": 10_000},
         evaluator={"max_opportunity_age": 10.0},
         express_relay={

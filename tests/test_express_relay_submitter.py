@@ -3,12 +3,15 @@ responses (late, ``id: null``, errors), the in-flight cap and the final-is-final
 
 from __future__ import annotations
 
+import io
+import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
 import trio.testing
 
+from searcherd._logging import configure_logging
 from searcherd.bids import EvmBid, LimoBid, SwapBid
 from searcherd.config import Count, LimitsConfig
 from searcherd.express_relay.messages import (
@@ -81,6 +84,38 @@ def _server_id(er: ErHarness, local_id: str) -> str:
     assert update is not None
     assert update.server_bid_id is not None
     return update.server_bid_id
+
+
+@pytest.mark.parametrize(
+    ("level", "events"),
+    [
+        ("info", ["bid_final"]),
+        ("debug", ["bid_sent", "bid_status", "bid_status", "bid_final"]),
+    ],
+)
+async def test_info_level_logs_a_bid_once_at_its_outcome(
+    er: ErHarness,
+    autojump_clock: trio.testing.MockClock,
+    restore_logging: None,
+    level: str,
+    events: list[str],
+) -> None:
+    """At info level a bid writes one line, its outcome, carrying what its send line says at
+    debug level: the log costs nothing per opportunity, and nothing about the bid is lost."""
+    stream = io.StringIO()
+    configure_logging(level, "json", stream, cache=False)
+    await er.start(outcomes={"won": 1.0})
+    venue = await er.start_venue()
+    local_id = await _bid(er, venue, "swap", cancellable=False)
+    await _final(er, local_id)
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    mine = [line for line in lines if line.get("bid") == local_id]
+    assert [line["event"] for line in mine] == events
+    final = mine[-1]
+    assert (final["status"], final["kind"], final["amount"]) == ("won", "swap", "1000")
+    assert final["strategy"] == "strat"
+    assert final["opportunity_id"] is not None
+    assert final["server_bid_id"] == _server_id(er, local_id)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ and every status after that.
 records it (the store queues the row; no disk wait) and queues the frame. A bid made while the
 venue's reader dispatches an opportunity is written by the reader right after that frame
 (``send_held``) if a request slot is free; any other goes to the sender task, which waits for a
-slot. Metrics and the log line of a sent bid wait for an idle moment. The response, the pushed
+slot. A sent bid's metrics wait for an idle moment. The response, the pushed
 ``bid_status_update`` messages and the reconciler's HTTP answers all arrive through
 :meth:`Submitter.apply_status`, the one place where a bid changes status:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import datetime
+import logging
 import math
 import random
 import sys
@@ -389,7 +390,11 @@ class Submitter:
             self._frame_to_bid.observe(max(0.0, sent_at - tb.received_at))
             tb.received_at = None  # measured: no need to keep it for the bid's whole life
         self._metrics.child(self._metrics.bids_submitted, tb.strategy, VENUE).inc()
-        tb.log().info("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
+        # Debug only: at info level a bid's one line is its outcome (`bid_final`, or
+        # `bid_not_sent`), so the log costs nothing per opportunity. The state table keeps
+        # every send, and the metrics count them.
+        if _log.is_enabled_for(logging.DEBUG):
+            tb.log().debug("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
 
     def _on_response(self, tb: TrackedBid, outcome: Outcome) -> None:
         self._progress.set()
@@ -492,14 +497,10 @@ class Submitter:
         if final:
             self._metrics.child(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
             self._settle(tb)
-            tb.log().info("bid_final", status=status, result=result, reason=reason, index=index,
-                          source=source)  # fmt: skip
-        else:
-            # Filtered out at info level; the bound logger is built only when debug is on.
-            _log.debug("bid_status", venue=VENUE, chain=tb.chain_id, strategy=tb.strategy,
-                       opportunity_id=tb.opportunity_id, bid=tb.local_id,
-                       server_bid_id=tb.server_bid_id, status=status, result=result,
-                       index=index, source=source)  # fmt: skip
+            tb.log().info("bid_final", status=status, kind=tb.kind, amount=str(tb.amount),
+                          result=result, reason=reason, index=index, source=source)  # fmt: skip
+        elif _log.is_enabled_for(logging.DEBUG):  # the bound logger costs a bind: only if shown
+            tb.log().debug("bid_status", status=status, result=result, index=index, source=source)
         self._notify(tb, result)
 
     def _settle(self, tb: TrackedBid) -> None:
