@@ -1,9 +1,10 @@
 """structlog setup: JSON lines off a TTY (journald keeps them), readable console on one.
 
-Context such as venue, chain, strategy, opportunity id and bid id is bound with structlog's
-contextvars (`bound_contextvars`), so one `grep bid_id=...` or `jq 'select(.bid_id==...)'`
-follows one bid from opportunity to final status. Tracebacks are rendered without local
-variables: the submitter holds a signing key and a `show_locals` traceback would print it.
+Context such as venue, strategy and opportunity id is bound with structlog's contextvars
+(`bound_contextvars`), and a bid's lines carry its ids (`bid`, `server_bid_id`), so at debug
+level one `jq 'select(.bid==...)'` follows one bid from opportunity to final status (at info
+level a bid has no lines of its own: searcherd._bid_summary). Tracebacks are rendered without
+local variables: the submitter holds a signing key and a `show_locals` traceback would print it.
 """
 
 from __future__ import annotations

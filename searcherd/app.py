@@ -31,6 +31,7 @@ import structlog
 import trio
 
 from searcherd import __version__
+from searcherd._bid_summary import log_bid_summaries
 from searcherd._gc import collect_between_frames
 from searcherd._sdnotify import Notifier, format_status, run_watchdog
 from searcherd._signals import watch_signals
@@ -189,6 +190,7 @@ class Daemon:
         await nursery.start(serve_health, config.health.listen, self.snapshot, self.metrics)
         await nursery.start(run_watchdog, self.notifier, self.is_fresh)
         nursery.start_soon(self._announce_ready)
+        nursery.start_soon(log_bid_summaries, self.metrics, config.log.summary_interval)
         # Last: what is built by now lives as long as the process, and the collector freezes
         # it on starting (searcherd._gc).
         await nursery.start(collect_between_frames)

@@ -83,10 +83,12 @@ class DaemonConfig:
 
 @attrs.frozen
 class LogConfig:
-    """`[log]`: level and format (JSON lines off a TTY, readable console on one)."""
+    """`[log]`: level, format (JSON lines off a TTY, readable console on one), and how often
+    the info-level `bids_summary` line sums up the bids (a bid's own lines are debug lines)."""
 
     level: LogLevel = "info"
     format: LogFormat = "auto"
+    summary_interval: Seconds = Seconds(60.0)
 
 
 @attrs.frozen

@@ -499,7 +499,7 @@ def test_run_simulate_with_the_repo_config_bids_and_records_final_statuses(
     raw["daemon"].update(strategies_dir=str(STRATEGIES), shutdown_grace=2.0)
     raw["state"]["path"] = str(tmp_path / "state" / "searcherd.db")
     raw["health"]["listen"] = ""
-    raw["log"]["format"] = "json"
+    raw["log"].update(format="json", level="debug")  # for `bid_final`, a debug line
     config = tmp_path / "searcher.toml"
     config.write_text(tomli_w.dumps(raw), encoding="utf-8")
     child = spawn("-m", "searcherd", "run", "--simulate", "-c", str(config))

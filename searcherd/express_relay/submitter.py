@@ -158,6 +158,12 @@ class TrackedBid:
             server_bid_id=self.server_bid_id,
         )
 
+    def debug(self, event: str, **fields: Any) -> None:
+        """A debug line about this bid: a bid's own lines are debug lines (the info-level
+        summary counts them, searcherd._bid_summary), so this builds nothing unless shown."""
+        if _log.is_enabled_for(logging.DEBUG):
+            self.log().debug(event, **fields)
+
 
 class Submitter:
     """Sends bids and owns their status; see the module docstring."""
@@ -300,7 +306,7 @@ class Submitter:
                 tb.local_id, status, at=tb.created_at, source="local", reason=reason
             )
         self._metrics.child(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
-        tb.log().info("bid_not_sent", status=status, reason=reason)
+        tb.debug("bid_not_sent", status=status, reason=reason)
         self._notify(tb)
 
     def _track(self, tb: TrackedBid) -> None:
@@ -390,11 +396,7 @@ class Submitter:
             self._frame_to_bid.observe(max(0.0, sent_at - tb.received_at))
             tb.received_at = None  # measured: no need to keep it for the bid's whole life
         self._metrics.child(self._metrics.bids_submitted, tb.strategy, VENUE).inc()
-        # Debug only: at info level a bid's one line is its outcome (`bid_final`, or
-        # `bid_not_sent`), so the log costs nothing per opportunity. The state table keeps
-        # every send, and the metrics count them.
-        if _log.is_enabled_for(logging.DEBUG):
-            tb.log().debug("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
+        tb.debug("bid_sent", kind=tb.kind, amount=str(tb.amount), request_id=request_id)
 
     def _on_response(self, tb: TrackedBid, outcome: Outcome) -> None:
         self._progress.set()
@@ -497,10 +499,9 @@ class Submitter:
         if final:
             self._metrics.child(self._metrics.bids_final, tb.strategy, VENUE, status).inc()
             self._settle(tb)
-            tb.log().info("bid_final", status=status, kind=tb.kind, amount=str(tb.amount),
-                          result=result, reason=reason, index=index, source=source)  # fmt: skip
-        elif _log.is_enabled_for(logging.DEBUG):  # the bound logger costs a bind: only if shown
-            tb.log().debug("bid_status", status=status, result=result, index=index, source=source)
+        tb.debug("bid_final" if final else "bid_status", status=status, kind=tb.kind,
+                 amount=str(tb.amount), result=result, reason=reason, index=index,
+                 source=source)  # fmt: skip
         self._notify(tb, result)
 
     def _settle(self, tb: TrackedBid) -> None:
