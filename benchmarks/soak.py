@@ -15,8 +15,8 @@ After ``--seconds`` the publishing and the faults stop, every auction is given t
 the daemon's state table is compared with the simulator's record of every bid. It prints the
 faults injected, reconnects, bid rows in the state table, bids accepted, bids missing from the
 state table, final statuses that disagree with the simulator, and the daemon's RSS at start and
-end, and exits 1
-when anything is missing or disagrees (or 2 when the run itself broke). It stops by itself.
+end, and exits 1 when anything is missing or disagrees (or 2 when the run itself broke). It
+stops by itself.
 """
 
 from __future__ import annotations

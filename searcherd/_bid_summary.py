@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from searcherd.metrics import Metrics
 
-__all__ = ["bid_counts", "counts_since", "log_bid_summaries"]
+__all__ = ["log_bid_summaries"]
 
 _log = structlog.get_logger(__name__)
 
@@ -32,7 +32,7 @@ Counts = dict[tuple[str, str, str], float]
 async def log_bid_summaries(metrics: Metrics, every: float) -> None:
     """Log ``bids_summary`` every `every` seconds when bids moved, and once more on the way out
     (cancelled) for the last, shorter interval."""
-    previous = bid_counts(metrics)
+    previous = _bid_counts(metrics)
     started = trio.current_time()
     try:
         while True:
@@ -43,15 +43,15 @@ async def log_bid_summaries(metrics: Metrics, every: float) -> None:
 
 
 def _log_since(metrics: Metrics, previous: Counts, started: float) -> Counts:
-    current = bid_counts(metrics)
-    changes = counts_since(previous, current)
+    current = _bid_counts(metrics)
+    changes = _counts_since(previous, current)
     if changes:
         seconds = round(trio.current_time() - started, 1)
         _log.info("bids_summary", seconds=seconds, bids=changes)
     return current
 
 
-def bid_counts(metrics: Metrics) -> Counts:
+def _bid_counts(metrics: Metrics) -> Counts:
     """Bids sent and final statuses reached so far, by strategy and venue."""
     counts: Counts = {}
     _read(metrics.bids_submitted, None, counts)
@@ -68,7 +68,7 @@ def _read(counter: Counter, what_label: str | None, into: Counts) -> None:
                 into[(labels["strategy"], labels["venue"], what)] = sample.value
 
 
-def counts_since(previous: Counts, current: Counts) -> dict[str, dict[str, int]]:
+def _counts_since(previous: Counts, current: Counts) -> dict[str, dict[str, int]]:
     """What grew from `previous` to `current`, as ``{"strategy/venue": {what: count}}``;
     empty when nothing did."""
     changes: dict[str, dict[str, int]] = {}
