@@ -2,11 +2,12 @@
 
 At a thousand bids a second, lines per bid are thousands of journal entries a second: journald's
 default rate limit (10,000 messages in 30 s per service) would drop them, warnings and errors
-included, and each line costs the event loop about 10 us. So a bid's own lines (sent, each
-status, its outcome) are debug lines; the state table keeps every bid and status
+included, and each line costs the event loop about 10 us. So an Express Relay bid's own lines
+(sent, each status, its outcome) are debug lines; the state table keeps every bid and status
 (`searcherd bids`); and at info level this line says what the interval brought: per strategy
 and venue, bids sent and the final statuses reached (`blocked`, `invalid` and `dry_run` bids
-among them). It is read off the counters the metrics keep anyway, so it costs nothing per bid.
+among them; a Fusion+ fill counts as sent). It is read off the counters the metrics keep
+anyway, so it costs nothing per bid.
 """
 
 from __future__ import annotations
