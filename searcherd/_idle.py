@@ -41,8 +41,9 @@ async def wait_for_idle(max_wait: float) -> None:
 class IdleQueue:
     """Calls deferred until the loop is idle (or they are `max_delay` seconds old), in order.
 
-    `defer` is synchronous and never blocks; `run` is the task that does the work; `drain` does
-    whatever is left at once (shutdown). A deferred call that raises is logged and skipped.
+    `defer` is synchronous and never blocks; `run` does the work, in idle moments and, for work
+    that falls due first, from a timer; `drain` does whatever is left at once (shutdown). A
+    deferred call that raises is logged and skipped.
     """
 
     def __init__(self, name: str, *, max_delay: float = 0.02) -> None:
