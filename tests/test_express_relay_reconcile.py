@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 import trio
 import trio.testing
 
-from searcherd.bids import LimoBid
+from searcherd.bids import LimoBid, SwapBid
 from searcherd.express_relay.messages import BidStatus
 from searcherd.express_relay.reconciler import _SWEEP_SLICE
 from searcherd.express_relay.simulator import Timings
@@ -87,6 +87,56 @@ async def test_silent_bid_is_polled(er: ErHarness, autojump_clock: trio.testing.
     await er.wait_until(lambda: er.sink.statuses(local_id)[-1] == "lost")
     assert trio.current_time() - changed_at <= 6.5
     assert (await _history(er, local_id))[-1] == ("lost", "http", 1)
+
+
+async def _packed_swap_bid(
+    er: ErHarness, **venue_options: Any
+) -> tuple[ExpressRelaySimulator, ExpressRelayVenue, str]:
+    """A venue and one swap bid the venue keeps packed, waiting for a user who never sends."""
+    sim = await er.start(outcomes={"expired": 1.0}, timings=Timings(expire=5000.0))
+    venue = await er.start_venue(**venue_options)
+    await er.wait_until(lambda: venue.view.chain("solana") is not None)
+    before = len(er.sink.offers)
+    sim.push_opportunity(program="swap", cancellable=False)
+    await er.wait_until(lambda: len(er.sink.offers) > before)
+    _, opp, received_at = er.sink.offers[-1]
+    local_id = venue._submitter.submit("strat", SwapBid(opportunity=opp, amount=1), received_at)
+    await er.wait_until(lambda: len(venue._submitter._parked) == 1)
+    return sim, venue, local_id
+
+
+async def test_a_packed_bid_is_checked_after_a_reconnect(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Pushes lost with a socket may be for packed bids too: the reconnect checks them."""
+    sim, venue, local_id = await _packed_swap_bid(er)
+    sim.drop_all_connections()
+    sim.set_bid_status(_server_id(er, local_id), BidStatus("won", "sig-1"))
+    await er.wait_until(lambda: venue.snapshot()["reconnects"] >= 1)
+    with trio.fail_after(300):
+        await venue.wait_ready()
+    assert er.sink.statuses(local_id) == ["pending", "sent_to_user_for_submission", "won"]
+    assert (await _history(er, local_id))[-1] == ("won", "http", 1)
+    assert len(venue._submitter._parked) == 0
+
+
+async def test_a_packed_bid_silent_too_long_is_checked_and_packed_again(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A packed bid is checked after the slow statuses' silence (40 x the interval); a check
+    that finds it still waiting packs it again and writes nothing."""
+    _sim, venue, local_id = await _packed_swap_bid(er, reconcile_interval=5.0)
+    await trio.sleep(150.0)
+    assert venue._reconciler.checks == 0
+    await trio.sleep(100.0)
+    assert venue._reconciler.checks == 1
+    assert len(venue._submitter._parked) == 1
+    assert venue._submitter.open_bids() == []
+    assert [status for status, _, _ in await _history(er, local_id)] == [
+        "submitting",
+        "pending",
+        "sent_to_user_for_submission",
+    ]
 
 
 async def test_restart_reconciles_bids_of_the_previous_run(

@@ -7,6 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
+import attrs
 import pytest
 import trio
 import trio.testing
@@ -209,7 +210,7 @@ async def test_open_bid_keeps_no_copy_of_a_waiting_status_result(
     final = await _final(er, local_id)
     assert final.result == signature
     finished = venue._submitter.get(local_id)
-    assert finished is tb
+    assert finished is not None
     assert finished.result == signature  # a final result is kept
     assert er.sink.statuses(local_id) == ["pending", "awaiting_signature", "expired"]
     rows = await er.rows(
@@ -221,6 +222,71 @@ async def test_open_bid_keeps_no_copy_of_a_waiting_status_result(
         ("awaiting_signature", signature),
         ("expired", signature),
     ]
+
+
+async def _waiting_swap_bid(er: ErHarness) -> tuple[ExpressRelayVenue, str]:
+    """A venue and one swap bid waiting in ``sent_to_user_for_submission`` (expires at 120 s)."""
+    await er.start(outcomes={"expired": 1.0})
+    venue = await er.start_venue()
+    local_id = await _bid(er, venue, "swap", cancellable=False)
+    await er.wait_until(
+        lambda: er.sink.statuses(local_id) == ["pending", "sent_to_user_for_submission"]
+    )
+    return venue, local_id
+
+
+async def test_a_waiting_bid_is_packed_until_its_final_status(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A bid waiting out a slow status is kept packed, not as an object; health counts it, a
+    lookup finds it, and its final status reaches it and the strategies as usual."""
+    venue, local_id = await _waiting_swap_bid(er)
+    submitter = venue._submitter
+    waiting = er.sink.last(local_id)
+    assert waiting is not None
+    assert submitter.open_bids() == []
+    assert len(submitter._parked) == 1
+    assert venue.snapshot()["bids_in_flight_by_status"] == {"sent_to_user_for_submission": 1}
+    assert submitter.is_open(local_id)
+    found = submitter.get(local_id)
+    assert found is not None
+    assert (found.status, found.server_bid_id) == (waiting.status, waiting.server_bid_id)
+    assert er.risk.in_flight() == 1
+
+    final = await _final(er, local_id)
+    assert final.status == "expired"
+    assert attrs.evolve(final, status=waiting.status, result=waiting.result) == waiting
+    rows = await er.rows(
+        "SELECT status, source FROM bid_status_history WHERE local_id = ? ORDER BY id", local_id
+    )
+    assert rows[-1] == ("expired", "ws")  # the push found it (not a check over HTTP)
+    assert len(submitter._parked) == 0
+    assert not submitter.is_open(local_id)
+    assert venue.snapshot()["bids_in_flight_by_status"] == {}
+    assert er.risk.in_flight() == 0
+    assert er.metrics.bids_final.labels("strat", "express_relay", "expired")._value.get() == 1
+
+
+async def test_a_status_applied_to_a_copy_reaches_the_bid_itself(
+    er: ErHarness, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The reconciler holds bids across an HTTP wait, and a lookup of a packed bid gives a copy:
+    a status applied to such a copy goes to the bid followed, and ends it once."""
+    venue, local_id = await _waiting_swap_bid(er)
+    submitter = venue._submitter
+    copy = submitter.get(local_id)
+    assert copy is not None
+    submitter.apply_status(copy, BidStatus("won", "sig"), source="http")
+    assert er.sink.statuses(local_id)[-1] == "won"
+    assert len(submitter._parked) == 0
+    assert er.risk.in_flight() == 0
+
+    assert er.sim is not None
+    er.sim.set_bid_status(_server_id(er, local_id), BidStatus("won", "sig"))  # the push, late
+    await trio.sleep(1.0)
+    assert er.sink.statuses(local_id) == ["pending", "sent_to_user_for_submission", "won"]
+    assert er.metrics.bids_final.labels("strat", "express_relay", "won")._value.get() == 1
+    assert er.metrics.status_anomalies.labels("express_relay")._value.get() == 0
 
 
 @pytest.mark.parametrize("outcome", ["won", "lost"])

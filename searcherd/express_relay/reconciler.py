@@ -32,6 +32,7 @@ import orjson
 import structlog
 import trio
 
+from searcherd.express_relay._parked import SLOW_STATUSES
 from searcherd.express_relay._wire_bids import signature_of_transaction
 from searcherd.express_relay.messages import (
     ExpressRelayDecodeError,
@@ -48,9 +49,6 @@ __all__ = ["Reconciler"]
 
 _log = structlog.get_logger(__name__)
 
-_SLOW_STATUSES: Final = frozenset(
-    {"submitted", "sent_to_user_for_submission", "awaiting_signature"}
-)
 _SLOW_FACTOR: Final = 40  # submitted bids: 40 x reconcile_interval (200 s by default)
 _CONCURRENCY: Final = 8  # HTTP checks at once
 _GIVE_UP: Final = 300.0  # seconds an id-less bid is followed before it is abandoned
@@ -108,6 +106,8 @@ class Reconciler:
         """
         due: list[TrackedBid] = []
         stuck: list[TrackedBid] = []
+        # Packed bids all wait out a slow status: those silent that long come back as objects.
+        self._submitter.unpark_idle(now - self._interval * _SLOW_FACTOR)
         bids = self._submitter.open_bids()
         for start in range(0, len(bids), _SWEEP_SLICE):
             for tb in bids[start : start + _SWEEP_SLICE]:
@@ -120,7 +120,7 @@ class Reconciler:
         return due, stuck
 
     def _due(self, tb: TrackedBid, now: float) -> bool:
-        silence = self._interval * (_SLOW_FACTOR if tb.status in _SLOW_STATUSES else 1)
+        silence = self._interval * (_SLOW_FACTOR if tb.status in SLOW_STATUSES else 1)
         return now - tb.last_change >= silence
 
     async def _give_up(self, stuck: list[TrackedBid]) -> None:
@@ -136,6 +136,7 @@ class Reconciler:
     async def reconcile_all(self) -> None:
         """Check every open bid now (after a reconnect or a restart). Never raises for HTTP
         trouble: what fails here is retried by :meth:`run` when the bid stays silent."""
+        self._submitter.unpark_idle(math.inf)  # pushes may have been lost for any of them
         bids = self._submitter.open_bids()
         with_id = [tb for tb in bids if tb.server_bid_id is not None]
         # Id-less bids of a previous run, and bids whose answer died with the last socket (a

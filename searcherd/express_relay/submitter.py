@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import base64
 import datetime
-import logging
 import math
 import random
 import sys
@@ -32,12 +31,13 @@ import uuid
 from collections import Counter, OrderedDict, deque
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-import attrs
 import orjson
 import structlog
 import trio
 
 from searcherd.bids import BidUpdate, EvmBid, LimoBid, SwapBid, is_final
+from searcherd.express_relay._parked import ParkedBids
+from searcherd.express_relay._tracked import VENUE, TrackedBid
 from searcherd.express_relay._wire_bids import BuildError, build_wire_bid
 from searcherd.express_relay.messages import (
     BidStatus,
@@ -88,7 +88,6 @@ __all__ = ["VENUE", "BidSink", "Submitter", "TrackedBid"]
 
 _log = structlog.get_logger(__name__)
 
-VENUE: Final = "express_relay"
 _QUEUE_SIZE: Final = 1024  # bids waiting for the sender; beyond that new bids are blocked
 _FINAL_MEMORY: Final = 2_000  # finished bids remembered to spot updates after a final status
 
@@ -121,48 +120,6 @@ class BidSink(Protocol):
     def bid_status(self, update: BidUpdate) -> None:
         """Take one status change."""
         ...
-
-
-@attrs.define(eq=False)
-class TrackedBid:
-    """A bid the submitter follows until it is final (mutable; owned by the submitter)."""
-
-    local_id: str
-    strategy: str
-    chain_id: str
-    opportunity_id: str | None
-    amount: int
-    kind: str  # "swap", "limo" or "evm"
-    status: str
-    created_at: float  # wall clock, as in the state table
-    last_change: float  # trio clock of the latest status (or of the last HTTP check)
-    server_bid_id: str | None = None
-    # Only while there is no server id: the reconciler matches id-less bids by signature. The
-    # row keeps it for good; an open bid in memory does not need its 137 bytes any longer.
-    signature: str | None = None
-    result: str | None = None  # of a final status only (see Submitter.set_status)
-    reason: str | None = None
-    received_at: float | None = None  # trio clock of the opportunity frame (until measured)
-    sent_at: float | None = None  # trio clock of the send (until the response is measured)
-    in_flight: bool = False  # counted in risk / metrics in-flight
-    restored: bool = False  # loaded from the state table of a previous run
-
-    def log(self) -> Any:
-        """A logger bound to everything that identifies this bid (one grep follows it)."""
-        return _log.bind(
-            venue=VENUE,
-            chain=self.chain_id,
-            strategy=self.strategy,
-            opportunity_id=self.opportunity_id,
-            bid=self.local_id,
-            server_bid_id=self.server_bid_id,
-        )
-
-    def debug(self, event: str, **fields: Any) -> None:
-        """A debug line about this bid: a bid's own lines are debug lines (the info-level
-        summary counts them, searcherd._bid_summary), so this builds nothing unless shown."""
-        if _log.is_enabled_for(logging.DEBUG):
-            self.log().debug(event, **fields)
 
 
 class Submitter:
@@ -198,8 +155,11 @@ class Submitter:
         self._ready = ready
         self._wall = wall_clock
         self._defer = defer
-        self._open: dict[str, TrackedBid] = {}  # local id -> bid not final yet
+        # Bids not final yet: as objects by local id (and by server id once known), or packed
+        # by server id while they wait out a slow status (see _parked). Never in both.
+        self._open: dict[str, TrackedBid] = {}
         self._by_server: dict[str, TrackedBid] = {}
+        self._parked = ParkedBids()
         self._finished: OrderedDict[str, TrackedBid] = OrderedDict()  # server id -> final bid
         self._queue: deque[tuple[TrackedBid, WireBid]] = deque()  # recorded, waiting to be sent
         self._sender_lot = trio.lowlevel.ParkingLot()
@@ -441,7 +401,8 @@ class Submitter:
 
     def on_status_update(self, update: BidStatusUpdate) -> None:
         """A pushed ``bid_status_update`` (synchronously, from the reader)."""
-        tb = self._by_server.get(update.bid_id) or self._finished.get(update.bid_id)
+        bid_id = update.bid_id
+        tb = self._by_server.get(bid_id) or self._unpark(bid_id) or self._finished.get(bid_id)
         if tb is None:
             _log.info("bid_status_unknown_bid", venue=VENUE, server_bid_id=update.bid_id,
                       status=update.status.type)  # fmt: skip
@@ -475,6 +436,7 @@ class Submitter:
         index: int | None = None,
     ) -> None:
         """Record one transition of ``tb`` (or an anomaly if ``tb`` is already final)."""
+        tb = self._followed(tb)
         now_wall = self._wall()
         tb.last_change = trio.current_time()
         if is_final(tb.status):
@@ -491,7 +453,8 @@ class Submitter:
         # keeps it and the bid in memory does not (thousands of bids wait minutes for
         # `expired`). A final result is kept, for the comparison above.
         if status == tb.status and reason == tb.reason:
-            return  # nothing changed (an HTTP check that confirms what we know)
+            self._park(tb)  # an HTTP check that confirms a waiting bid: packed again
+            return  # nothing changed
         final = is_final(status)
         tb.status, tb.result, tb.reason = status, result if final else None, reason
         self._store.add_status(tb.local_id, status, at=now_wall, source=source,
@@ -503,6 +466,37 @@ class Submitter:
                  amount=str(tb.amount), result=result, reason=reason, index=index,
                  source=source)  # fmt: skip
         self._notify(tb, result)
+        # After the strategies heard of it: the update is built from the object.
+        self._park(tb)
+
+    def _followed(self, tb: TrackedBid) -> TrackedBid:
+        """The object the submitter follows now for ``tb``'s bid.
+
+        The reconciler holds bids across an HTTP wait and ``get`` hands out copies of packed
+        ones; meanwhile the bid may have been packed, unpacked into a new object, or finished.
+        A status goes to the bid as it is now, never to a stale copy.
+        """
+        server_id = tb.server_bid_id
+        if server_id is None:
+            return tb
+        followed = self._by_server.get(server_id)
+        if followed is tb:
+            return tb
+        return followed or self._unpark(server_id) or self._finished.get(server_id) or tb
+
+    def _park(self, tb: TrackedBid) -> None:
+        """Pack ``tb`` if it waits out a slow status (and is the object followed)."""
+        server_id = tb.server_bid_id
+        if server_id is not None and self._by_server.get(server_id) is tb and self._parked.pack(tb):
+            del self._by_server[server_id]
+            del self._open[tb.local_id]
+
+    def _unpark(self, server_id: str) -> TrackedBid | None:
+        tb = self._parked.unpark(server_id)
+        if tb is not None:
+            self._open[tb.local_id] = tb
+            self._by_server[server_id] = tb
+        return tb
 
     def _settle(self, tb: TrackedBid) -> None:
         self._open.pop(tb.local_id, None)
@@ -615,23 +609,34 @@ class Submitter:
         return count
 
     def open_bids(self) -> list[TrackedBid]:
-        """Every bid not final yet (a copy, safe to iterate while statuses change)."""
+        """Every bid not final yet and not packed (a list, safe to iterate while statuses
+        change); :meth:`unpark_idle` brings packed ones back first."""
         return list(self._open.values())
+
+    def unpark_idle(self, before: float) -> None:
+        """Unpack the packed bids silent since ``before`` (trio clock; ``math.inf``: all), so
+        :meth:`open_bids` lists them: they are due for an HTTP check. A check that finds them
+        still waiting packs them again."""
+        for server_id in self._parked.idle(before):
+            self._unpark(server_id)
 
     def is_open(self, local_id: str) -> bool:
         """True while the bid is followed (not final, not abandoned)."""
-        return local_id in self._open
+        return local_id in self._open or self._parked.find(local_id) is not None
 
     def get(self, local_id: str) -> TrackedBid | None:
-        """A bid by local id (open, or final and still remembered)."""
-        tb = self._open.get(local_id)
+        """A bid by local id: open (a copy if packed: statuses reach the bid itself), or
+        final and still remembered."""
+        tb = self._open.get(local_id) or self._parked.find(local_id)
         if tb is not None:
             return tb
         return next((b for b in self._finished.values() if b.local_id == local_id), None)
 
     def counts_by_status(self) -> dict[str, int]:
         """Open bids per status, for health."""
-        return dict(Counter(tb.status for tb in self._open.values()))
+        counts = Counter(tb.status for tb in self._open.values())
+        counts.update(self._parked.counts())
+        return dict(counts)
 
     def close(self) -> None:
         """Stop intake: later ``submit`` calls are recorded as blocked (``venue_draining``)."""
