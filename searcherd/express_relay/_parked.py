@@ -32,8 +32,8 @@ SLOW_STATUSES: Final = frozenset({"submitted", "sent_to_user_for_submission", "a
 # and status, flags. The amount follows, as a signed little-endian integer of any length.
 _HEAD: Final = struct.Struct("<16s16sddBBBBB")
 _LAST_CHANGE: Final = struct.Struct("<d")
-_LAST_CHANGE_AT: Final = 40
-_STATUS_AT: Final = 51
+_LAST_CHANGE_AT: Final = struct.calcsize("<16s16sd")  # after the ids and created_at
+_STATUS_AT: Final = struct.calcsize("<16s16sddBBB")  # after strategy, chain and kind
 _HAS_OPPORTUNITY: Final = 1
 _IN_FLIGHT: Final = 2
 _RESTORED: Final = 4
